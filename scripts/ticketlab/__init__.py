@@ -1,0 +1,1 @@
+"""ticketlab: sparse-network training papers, reproduced."""

@@ -1,0 +1,66 @@
+"""Tables and figures from run summaries. An artefact kind is a function registered in ARTEFACTS:
+    fn(spec, tidy, paper, outputs) -> None
+`tidy` has one row per (sparsity, variant) with mean, std, n of the metric over seeds and the paper's
+value beside it; `paper` is the paper's values (columns sparsity [exact percent], printed, variant, value, source).
+A new table or figure is a config entry using an existing kind, or one small function here."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from ..registry import Registry
+
+ARTEFACTS = Registry("artefact kind")
+PAPER_MATCH = 0.05  # percentage points between our sparsity and the paper's (both exact, 2 decimals)
+
+
+def label(cfg_variants: dict, name: str) -> str:
+    return cfg_variants.get(name, {}).get("label", name)
+
+
+def read_runs(rows: list[dict], metric: str) -> pd.DataFrame:
+    records = []
+    for r in rows:
+        with open(r["path"]) as f:
+            s = json.load(f)
+        records.append({**{k: r[k] for k in ("seed", "sparsity", "variant", "mask")}, "value": s[metric]})
+    return pd.DataFrame.from_records(records)
+
+
+def read_paper(paths: list[str]) -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in paths]
+    if not frames:
+        return pd.DataFrame(columns=["sparsity", "variant", "value"])
+    return pd.concat(frames).drop_duplicates(["sparsity", "variant"])
+
+
+def paper_at(paper: pd.DataFrame, sparsity: float, variant: str) -> float:
+    """The paper's value for a variant at the paper sparsity nearest ours (within PAPER_MATCH points)."""
+    p = paper[paper["variant"] == variant]
+    if p.empty:
+        return float("nan")
+    d = (p["sparsity"] - 100 * sparsity).abs()
+    return float(p.loc[d.idxmin(), "value"]) if d.min() <= PAPER_MATCH else float("nan")
+
+
+def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str) -> pd.DataFrame:
+    g = runs.groupby(["mask", "sparsity", "variant"], sort=False)["value"]
+    tidy = g.agg(mean="mean", std="std", n="count").reset_index()
+    tidy["std"] = tidy["std"].fillna(0.0)
+    tidy.insert(0, "artefact", aid)
+    tidy.insert(4, "metric", metric)
+    tidy["sparsity_pct"] = (100 * tidy["sparsity"]).round(2)
+    tidy["paper"] = [paper_at(paper, s, v) for s, v in zip(tidy["sparsity"], tidy["variant"])]
+    return tidy
+
+
+def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[str], outputs: list[str], aid: str):
+    runs = read_runs(rows, spec["metric"])
+    paper = read_paper(paper_paths)
+    tidy = summarise(runs, paper, aid, spec["metric"])
+    tidy["label"] = [label(variants_cfg, v) for v in tidy["variant"]]
+    ARTEFACTS.get(spec["kind"])(spec, tidy, paper, outputs)
+
+
+from . import figures, tables  # noqa: E402,F401  (register the kinds)

@@ -1,0 +1,58 @@
+"""Figure kinds: accuracy against sparsity, as in the papers' line plots (png + pdf + tidy csv)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import ARTEFACTS  # noqa: E402
+
+
+def crossing(tidy: pd.DataFrame, first: str, second: str) -> float | None:
+    """The paper's "critical sparsity": the first sparsity (> 0) at which `second` is at least as good as `first`."""
+    t = tidy[tidy["sparsity"] > 0].pivot(index="sparsity", columns="variant", values="mean").sort_index()
+    hit = t.index[t[second] >= t[first]]
+    return float(hit[0]) if len(hit) else None
+
+
+@ARTEFACTS.register("sparsity_lines")
+def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
+    """One panel per `panels` entry: mean ± std over seeds against sparsity (evenly spaced like the
+    papers' axes); the dense value of each variant as a dashed line; the paper's values, where the
+    paper gives them, as hollow markers; optional critical-sparsity marker."""
+    panels = spec.get("panels") or [{"variants": spec["variants"]}]
+    tidy.to_csv(outputs[2], index=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    xs = sorted(s for s in tidy["sparsity"].unique() if s > 0)
+    pos = {s: i for i, s in enumerate(xs)}
+    for ax, panel in zip(axes[0], panels):
+        for i, v in enumerate(panel["variants"]):
+            color = f"C{i}"
+            d = tidy[tidy["variant"] == v].sort_values("sparsity")
+            lab = d["label"].iloc[0]
+            dense, sparse = d[d["sparsity"] == 0], d[d["sparsity"] > 0]
+            x = [pos[s] for s in sparse["sparsity"]]
+            ax.plot(x, sparse["mean"], "o-", color=color, label=lab, ms=3)
+            ax.fill_between(x, sparse["mean"] - sparse["std"], sparse["mean"] + sparse["std"], color=color, alpha=0.2)
+            if not dense.empty:
+                ax.axhline(dense["mean"].iloc[0], ls="--", color=color, lw=1, label=f"{lab}, dense")
+            if sparse["paper"].notna().any():
+                ax.plot(x, sparse["paper"], "o:", mfc="none", color=color, lw=0.8, ms=4, label=f"{lab}, paper")
+        if panel.get("mark_crossing"):
+            c = crossing(tidy[tidy["variant"].isin(panel["mark_crossing"])], *panel["mark_crossing"])
+            if c is not None:
+                ax.axvline(pos[c], color="k", lw=0.8, ls="-.", label=f"critical sparsity {100 * c:.1f}%")
+        ax.set_xticks(range(len(xs)), [f"{100 * s:.0f}" for s in xs])
+        ax.set_xlabel("sparsity (%)")
+        ax.set_ylabel(spec["metric"].replace("_", " ") + " (%)")
+        ax.set_title(panel.get("title", ""))
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    if spec.get("title"):
+        fig.suptitle(spec["title"], fontsize=10)
+    fig.tight_layout()
+    for out in outputs[:2]:
+        fig.savefig(out, dpi=150)
+    plt.close(fig)

@@ -1,0 +1,56 @@
+"""Table kinds: the tidy CSV and a Markdown table laid out like the paper's, ours beside the paper's."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from . import ARTEFACTS
+
+
+def _num(x: float, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:+.2f}" if sign else f"{x:.2f}"
+
+
+@ARTEFACTS.register("sparsity_table")
+def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
+    """Rows: sparsity; columns: variants (ours mean ± std over seeds, then the paper's value), each
+    with its difference to `baseline`; optional `difference` column (first minus second variant)."""
+    base = spec.get("baseline")
+    key = tidy.set_index(["sparsity", "variant"])
+    if base:
+        tidy["delta"] = [r["mean"] - key.loc[(r["sparsity"], base), "mean"] for _, r in tidy.iterrows()]
+        tidy["paper_delta"] = [r["paper"] - key.loc[(r["sparsity"], base), "paper"] for _, r in tidy.iterrows()]
+    tidy.to_csv(outputs[0], index=False)
+
+    labels = dict(zip(tidy["variant"], tidy["label"]))
+    head = ["Sparsity"]
+    for v in spec["variants"]:
+        head += [f"{labels[v]} (ours)", f"{labels[v]} (paper)"]
+    diff = spec.get("difference")
+    if diff:
+        head += [f"{labels.get(diff[0], diff[0])} − {labels.get(diff[1], diff[1])} (ours)", "(paper)"]
+    lines = [f"# {spec.get('title', '')}".rstrip(), "",
+             f"Metric: {spec['metric']}, mean ± std over seeds (n per cell in the CSV). "
+             f"Deltas in parentheses are to {labels.get(base, base)}." if base else
+             f"Metric: {spec['metric']}, mean ± std over seeds (n per cell in the CSV).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in sorted(tidy["sparsity"].unique()):
+        cells = [f"{100 * s:.2f}%"]
+        for v in spec["variants"]:
+            r = key.loc[(s, v)]
+            ours, theirs = f"{r['mean']:.2f} ± {r['std']:.2f}", _num(r["paper"])
+            if base and v != base:
+                d = r["mean"] - key.loc[(s, base), "mean"]
+                pd_ = r["paper"] - key.loc[(s, base), "paper"]
+                ours += f" ({_num(d, True)})"
+                theirs += f" ({_num(pd_, True)})" if not math.isnan(pd_) else ""
+            cells += [ours, theirs]
+        if diff:
+            a, b = key.loc[(s, diff[0])], key.loc[(s, diff[1])]
+            cells += [_num(a["mean"] - b["mean"], True), _num(a["paper"] - b["paper"], True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(outputs[1], "w") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,162 @@
+"""Load and check a ticketlab configuration: JSON schema (with defaults filled in) first, then the
+cross-references the schema cannot express. Every error names the key; nothing runs before this."""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .masks import imp_sparsity
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+IMP_SNAP = 0.01  # a configured imp sparsity may be this far from a level (the papers round: "95%" = 95.6%)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _with_defaults(cls):
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, props, instance, schema)
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate(cfg: dict, schema: dict | None = None) -> dict:
+    """Validate `cfg` (a copy is returned with defaults filled) or raise ConfigError naming the key."""
+    cfg = copy.deepcopy(dict(cfg))
+    schema = schema or yaml.safe_load(SCHEMA.read_text())
+    error = jsonschema.exceptions.best_match(Validator(schema).iter_errors(cfg))
+    if error is not None:
+        raise ConfigError(f"config error at {_where(error.absolute_path)}: {error.message}")
+    # defaults of nested objects are filled on the copy the validator walked: walk again for them
+    Validator(schema).validate(cfg)
+    lth = cfg["variants"].setdefault("lth", {"label": "LTH", "init": "lth", "tweaks": [], "params": {}})
+    if lth["init"] != "lth" or lth["tweaks"]:
+        raise ConfigError("config error at variants.lth: `lth` is the plain ticket (the IMP chain's own run); "
+                          "it takes no tweaks and init lth — give a tweaked variant another name")
+    _check_tweaks(cfg)
+    _check_references(cfg)
+    _snap_sparsities(cfg)
+    return cfg
+
+
+def _check_tweaks(cfg):
+    from .tweaks import TWEAKS  # imports torch; only here
+
+    def check(where, name, params):
+        if name not in TWEAKS:
+            raise ConfigError(f"config error at {where}: unknown tweak {name!r}; known: {sorted(TWEAKS)}")
+        schema = {"type": "object", "additionalProperties": False, "properties": TWEAKS[name].schema}
+        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(params))
+        if err is not None:
+            raise ConfigError(f"config error at {where}{'.' if err.absolute_path else ''}"
+                              f"{_where(err.absolute_path) if err.absolute_path else ''}: {err.message}")
+
+    for name, params in cfg["tweaks"].items():
+        check(f"tweaks.{name}", name, params)
+    for vname, v in cfg["variants"].items():
+        for i, t in enumerate(v["tweaks"]):
+            check(f"variants.{vname}.tweaks[{i}]", t, {})
+        for t, params in v["params"].items():
+            if t not in v["tweaks"]:
+                raise ConfigError(f"config error at variants.{vname}.params.{t}: {t!r} is not one of this variant's tweaks")
+            check(f"variants.{vname}.params.{t}", t, params)
+        if v["init"] == "rewind" and "rewind_epoch" not in v:
+            raise ConfigError(f"config error at variants.{vname}: init 'rewind' needs rewind_epoch")
+
+
+def _need(cfg, where, section, name):
+    if name not in cfg[section]:
+        raise ConfigError(f"config error at {where}: unknown {section[:-1]} {name!r}; defined: {sorted(cfg[section])}")
+
+
+def _check_references(cfg):
+    for ename, e in cfg["experiments"].items():
+        for section in ("datasets", "models", "recipes"):
+            _need(cfg, f"experiments.{ename}.{section[:-1]}", section, e[section[:-1]])
+        recipe = cfg["recipes"][e["recipe"]]
+        for mname in e["sparsities"]:
+            if mname != "dense":
+                _need(cfg, f"experiments.{ename}.sparsities.{mname}", "masks", mname)
+                rewind = cfg["masks"][mname]["rewind_epoch"]
+                if rewind and rewind not in recipe["save_epochs"]:
+                    raise ConfigError(f"config error at masks.{mname}.rewind_epoch: epoch {rewind} is not in "
+                                      f"recipes.{e['recipe']}.save_epochs {recipe['save_epochs']}")
+    for rname, r in cfg["recipes"].items():
+        for k in r["save_epochs"]:
+            if k >= r["epochs"]:
+                raise ConfigError(f"config error at recipes.{rname}.save_epochs: {k} is not before the last epoch ({r['epochs']})")
+    for aname, a in cfg["artefacts"].items():
+        where = f"artefacts.{aname}"
+        _need(cfg, f"{where}.experiment", "experiments", a["experiment"])
+        e = cfg["experiments"][a["experiment"]]
+        if a["mask"] not in e["sparsities"]:
+            raise ConfigError(f"config error at {where}.mask: experiment {a['experiment']!r} lists no sparsities "
+                              f"for mask {a['mask']!r} (experiments.{a['experiment']}.sparsities)")
+        names = list(a["variants"]) + [a.get("baseline")] * ("baseline" in a) + list(a.get("difference", []))
+        for p in a.get("panels", []):
+            names += p["variants"] + p.get("mark_crossing", [])
+        for v in names:
+            _need(cfg, f"{where}.variants", "variants", v)
+            var = cfg["variants"][v]
+            if var["init"] == "rewind" and var["rewind_epoch"] not in cfg["recipes"][e["recipe"]]["save_epochs"]:
+                raise ConfigError(f"config error at variants.{v}.rewind_epoch: epoch {var['rewind_epoch']} is not in "
+                                  f"recipes.{e['recipe']}.save_epochs (artefact {aname})")
+    for t in cfg.get("targets", []):
+        if t not in cfg["artefacts"]:
+            raise ConfigError(f"config error at targets: unknown artefact {t!r}")
+
+
+def snap(cfg: dict, mask: str, s: float, where: str) -> float:
+    """The exact sparsity a configured value stands for (imp: the nearest level)."""
+    if s == 0 or mask == "dense" or cfg["masks"][mask]["method"] != "imp":
+        return float(s)
+    rate = cfg["masks"][mask]["rate"]
+    level = max(1, round(math.log(1 - s) / math.log(1 - rate)))
+    exact = imp_sparsity(level, rate)
+    if abs(exact - s) > IMP_SNAP:
+        raise ConfigError(f"config error at {where}: {s} is not an IMP level of masks.{mask} (rate {rate}); "
+                          f"nearest is {exact:.4f} (level {level})")
+    return exact
+
+
+def _snap_sparsities(cfg):
+    for ename, e in cfg["experiments"].items():
+        for mname, values in e["sparsities"].items():
+            where = f"experiments.{ename}.sparsities.{mname}"
+            snapped = [snap(cfg, mname, s, where) for s in values]
+            if len(set(snapped)) < len(snapped):
+                raise ConfigError(f"config error at {where}: two values stand for the same sparsity "
+                                  f"({[v for v, s in zip(values, snapped) if snapped.count(s) > 1]})")
+            e["sparsities"][mname] = sorted(snapped)
+    for aname, a in cfg["artefacts"].items():
+        if "sparsities" in a:
+            e = cfg["experiments"][a["experiment"]]
+            a["sparsities"] = [snap(cfg, a["mask"], s, f"artefacts.{aname}.sparsities") for s in a["sparsities"]]
+            missing = [s for s in a["sparsities"] if not any(abs(s - t) < 1e-9 for t in e["sparsities"][a["mask"]])]
+            if missing:
+                raise ConfigError(f"config error at artefacts.{aname}.sparsities: {missing} not in "
+                                  f"experiments.{a['experiment']}.sparsities.{a['mask']}")
+
+
+def load(path: str) -> dict:
+    with open(path) as f:
+        return validate(yaml.safe_load(f))

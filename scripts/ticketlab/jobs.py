@@ -1,0 +1,88 @@
+"""What each Snakemake job does, callable from the thin entry points in scripts/ and from tests."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def logged(path: str | None):
+    """Send the job's prints and errors to its log file (line-buffered, so progress is visible)."""
+    if not path:
+        yield
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        yield
+
+
+def prepare_data(spec: dict, out: str) -> dict:
+    from .data import prepare
+    summary = prepare(spec, out)
+    print(json.dumps(summary, default=str))
+    return summary
+
+
+def train(spec: dict, outdir: str, threads: int = 1) -> dict:
+    from .train import run
+    return run(spec, outdir, threads)
+
+
+def make_mask(spec: dict, out: str) -> None:
+    """Prune `spec['trained']` (under `spec['previous']`) to `spec['sparsity']` with the mask method."""
+    import torch
+
+    from .masks import MASK_METHODS, Mask, MaskError, prunable
+    from .models import build_model
+    from .train import load_weights
+
+    z = np.load(spec["data"])
+    x_val = z["x_val"] if len(z["x_val"]) else z["x_test"]
+    model = build_model(spec["model"]["arch"], int(z["num_classes"]), in_channels=x_val.shape[1],
+                        input_size=x_val.shape[2], width=spec["model"].get("width", 1.0))
+    load_weights(model, spec["trained"], allow_missing_extra=False)
+    weights = {k: p.detach() for k, p in prunable(model, spec["layers"]).items()}
+    previous = Mask.load(spec["previous"], model) if spec.get("previous") else None
+    if previous is not None and set(previous) != set(weights):
+        raise MaskError(f"{spec['previous']}: covers {len(previous)} tensors, but layers={spec['layers']!r} "
+                        f"selects {len(weights)}")
+    with torch.no_grad():
+        mask = MASK_METHODS.get(spec["method"])(weights, previous, spec["sparsity"], spec)
+    meta = {k: spec[k] for k in ("method", "sparsity", "layers", "scope", "trained", "previous")}
+    mask.save(out, **meta)
+    r = mask.report()
+    print(f"{out}: sparsity {r['sparsity']:.6f} (target {spec['sparsity']:.6f}), {r['kept']}/{r['total']} kept")
+    if r["empty_layers"]:
+        print(f"WARNING: layers pruned to nothing: {r['empty_layers']}")
+
+
+def make_artefact(spec: dict, variants: dict, rows: list[dict], paper: list[str], outputs: list[str], aid: str):
+    from .artefacts import build
+    build(spec, variants, rows, paper, outputs, aid)
+
+
+def main(smk) -> None:
+    """Dispatch a Snakemake `script:` job by its rule name."""
+    rule, log = smk.rule, (smk.log[0] if smk.log else None)
+    with logged(log):
+        try:
+            if rule == "prepare_data":
+                prepare_data(smk.params.spec, smk.output[0])
+            elif rule.startswith("dense_") or rule == "retrain":
+                train(smk.params.spec, os.path.dirname(smk.output[0]), smk.threads)
+            elif rule == "mask":
+                make_mask(smk.params.spec, smk.output.mask)
+            elif rule in ("table", "figure"):
+                make_artefact(smk.params.spec, smk.params.variants, smk.params.rows, list(smk.input.paper),
+                              list(smk.output), smk.wildcards.id)
+            else:
+                raise ValueError(f"no job for rule {rule!r}")
+        except Exception:
+            import traceback
+            traceback.print_exc()
+            raise
+    sys.stdout.flush()

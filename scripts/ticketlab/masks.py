@@ -1,0 +1,163 @@
+"""Pruning masks: the Mask object, the checks on load, and the mask-method registry.
+
+Sparsity everywhere in ticketlab means the fraction of prunable weights REMOVED (0 = dense).
+A mask file holds boolean tensors keyed by parameter name; it is checked against the model
+it is applied to, and a mismatch names the file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import torch
+from torch import nn
+
+from .registry import Registry
+
+MASK_METHODS = Registry("mask method")
+
+
+class MaskError(ValueError):
+    pass
+
+
+def prunable(model: nn.Module, layers: str = "conv") -> dict[str, nn.Parameter]:
+    """Weights that a mask may cover: conv weights (layers='conv', the released code's choice) or
+    conv + linear weights ('conv_linear'). Extra modules added by tweaks (flagged `ticketlab_extra`)
+    are never pruned."""
+    kinds = {"conv": (nn.Conv2d,), "conv_linear": (nn.Conv2d, nn.Linear)}[layers]
+    out = {}
+    for mname, mod in model.named_modules():
+        if isinstance(mod, kinds) and not getattr(mod, "ticketlab_extra", False):
+            out[f"{mname}.weight" if mname else "weight"] = mod.weight
+    return out
+
+
+class Mask(dict):
+    """name -> bool tensor (True = kept)."""
+
+    @classmethod
+    def ones_like(cls, params: dict[str, torch.Tensor]) -> "Mask":
+        return cls({k: torch.ones_like(v, dtype=torch.bool) for k, v in params.items()})
+
+    @property
+    def total(self) -> int:
+        return sum(m.numel() for m in self.values())
+
+    @property
+    def kept(self) -> int:
+        return sum(int(m.sum()) for m in self.values())
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.kept / self.total
+
+    def report(self) -> dict:
+        layers = {k: {"shape": list(m.shape), "total": m.numel(), "kept": int(m.sum()),
+                      "density": float(m.float().mean())} for k, m in self.items()}
+        return {"sparsity": self.sparsity, "kept": self.kept, "total": self.total,
+                "empty_layers": [k for k, v in layers.items() if v["kept"] == 0], "layers": layers}
+
+    def save(self, path: str, **meta) -> None:
+        tmp = path + ".tmp"
+        torch.save({"masks": {k: v.cpu() for k, v in self.items()}, "meta": meta}, tmp)
+        os.replace(tmp, path)
+        with open(os.path.splitext(path)[0] + ".json", "w") as f:
+            json.dump({**self.report(), "meta": meta}, f, indent=1)
+
+    @classmethod
+    def load(cls, path: str, model: nn.Module | None = None) -> "Mask":
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            mask = cls(blob["masks"])
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
+            raise MaskError(f"{path}: not a ticketlab mask file ({e})") from e
+        if model is not None:
+            mask.check(model, path)
+        return mask
+
+    def check(self, model: nn.Module, source: str = "<mask>") -> None:
+        params = dict(model.named_parameters())
+        for k, m in self.items():
+            if k not in params:
+                raise MaskError(f"{source}: mask entry {k!r} is not a parameter of the model "
+                                f"({type(model).__name__}); the mask was made for another architecture")
+            if tuple(params[k].shape) != tuple(m.shape):
+                raise MaskError(f"{source}: mask entry {k!r} has shape {tuple(m.shape)} but the model's "
+                                f"parameter has shape {tuple(params[k].shape)}")
+            if m.dtype != torch.bool:
+                raise MaskError(f"{source}: mask entry {k!r} has dtype {m.dtype}, expected torch.bool")
+
+    def to(self, device) -> "Mask":
+        return Mask({k: v.to(device) for k, v in self.items()})
+
+    @torch.no_grad()
+    def apply_(self, model: nn.Module) -> None:
+        """Zero the pruned weights in place."""
+        params = dict(model.named_parameters())
+        for k, m in self.items():
+            params[k].mul_(m)
+
+
+def target_removed(total: int, sparsity: float) -> int:
+    return int(round(total * sparsity))
+
+
+def magnitude_prune(weights: dict[str, torch.Tensor], sparsity: float, current: Mask | None = None,
+                    scope: str = "global") -> Mask:
+    """Remove the smallest-|w| weights among those still kept by `current` until exactly
+    round(sparsity * total) weights are removed (globally, or per layer with scope='layer').
+    The result is nested in `current` by construction."""
+    current = current or Mask.ones_like(weights)
+    if scope == "layer":
+        return Mask({k: _prune_scores({k: w.abs()}, Mask({k: current[k]}), sparsity)[k]
+                     for k, w in weights.items()})
+    return _prune_scores({k: w.abs() for k, w in weights.items()}, current, sparsity)
+
+
+def _prune_scores(scores: dict[str, torch.Tensor], current: Mask, sparsity: float) -> Mask:
+    """Keep the highest scores among currently-kept entries so that exactly round(s*N) are removed."""
+    names = list(scores)
+    flat = torch.cat([scores[k].detach().flatten().float() for k in names])
+    alive = torch.cat([current[k].flatten() for k in names])
+    n_keep = flat.numel() - target_removed(flat.numel(), sparsity)
+    if n_keep > int(alive.sum()):
+        raise MaskError(f"cannot reach sparsity {sparsity:.4f}: the current mask already removes more")
+    flat = torch.where(alive, flat, torch.full_like(flat, -math.inf))
+    keep = torch.zeros_like(alive)
+    keep[torch.topk(flat, n_keep, sorted=False).indices] = True
+    out, i = Mask(), 0
+    for k in names:
+        n = scores[k].numel()
+        out[k] = keep[i:i + n].view_as(scores[k])
+        i += n
+    return out
+
+
+def imp_sparsity(level: int, rate: float) -> float:
+    """Sparsity after `level` rounds that each remove `rate` of the remaining weights: 1-(1-rate)^level."""
+    return 1.0 - (1.0 - rate) ** level
+
+
+def imp_level(sparsity: float, rate: float, tol: float = 1e-4) -> int:
+    if sparsity == 0:
+        return 0
+    level = round(math.log(1.0 - sparsity) / math.log(1.0 - rate))
+    if abs(imp_sparsity(level, rate) - sparsity) > tol:
+        raise MaskError(f"sparsity {sparsity} is not an IMP level for rate {rate} "
+                        f"(levels: 1-(1-{rate})^k)")
+    return level
+
+
+@MASK_METHODS.register("imp")
+def imp_mask(trained: dict[str, torch.Tensor], previous: Mask | None, sparsity: float, spec: dict) -> Mask:
+    """One IMP level: global (or layer-wise) magnitude pruning of the weights trained under `previous`
+    (None at level 1, i.e. the dense model) to the next level's sparsity."""
+    return magnitude_prune(trained, sparsity, previous, spec.get("scope", "global"))
+
+
+@MASK_METHODS.register("omp")
+def omp_mask(trained: dict[str, torch.Tensor], previous: Mask | None, sparsity: float, spec: dict) -> Mask:
+    """One-shot magnitude pruning of the trained dense model straight to `sparsity`."""
+    return magnitude_prune(trained, sparsity, None, spec.get("scope", "global"))

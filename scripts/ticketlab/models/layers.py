@@ -1,0 +1,61 @@
+"""Building blocks shared by all models: activations, width scaling and ConvBN (with the optional extra skip)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ticketlab.registry import Registry
+
+# name -> zero-arg factory returning a fresh activation module
+ACTIVATIONS = Registry("activation")
+ACTIVATIONS.register("relu")(nn.ReLU)
+ACTIVATIONS.register("swish")(nn.SiLU)
+ACTIVATIONS.register("mish")(nn.Mish)
+
+EXTRA_SKIP_WEIGHT = 1e-4  # constant fill of the extra 1x1 skip convs, as in the authors' released code
+
+
+def make_activation(name: str) -> nn.Module:
+    return ACTIVATIONS.get(name)()
+
+
+def scale_width(channels: int, width: float) -> int:
+    """Channel count multiplied by the width factor, rounded, at least 1."""
+    return max(1, int(round(channels * width)))
+
+
+def mark_extra(module: nn.Module) -> nn.Module:
+    """Flag a module as part of an extra skip path, so pruning code can leave it out."""
+    module.ticketlab_extra = True
+    return module
+
+
+def is_extra(module: nn.Module) -> bool:
+    return bool(getattr(module, "ticketlab_extra", False))
+
+
+class ConvBN(nn.Module):
+    """conv (no bias) followed by BatchNorm2d. With extra_skip=True and kernel_size 3, adds an extra skip
+    connection across the conv: out = bn(conv(x)) + skip_bn(skip_conv(x)), skip_conv a 1x1 conv with the
+    same stride and in/out channels (groups=1), weights filled with 1e-4 (as in the authors' released code),
+    followed by its own BatchNorm2d. Activation is NOT applied inside (the caller applies it after adding).
+    For other kernel sizes extra_skip is ignored (no skip across 1x1 convs)."""
+
+    def __init__(self, cin, cout, kernel_size, stride=1, padding=None, groups=1, extra_skip=False):
+        super().__init__()
+        if padding is None:
+            padding = kernel_size // 2
+        self.conv = nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=padding, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.has_extra_skip = bool(extra_skip) and kernel_size == 3
+        if self.has_extra_skip:
+            self.skip_conv = mark_extra(nn.Conv2d(cin, cout, 1, stride=stride, bias=False))
+            self.skip_bn = mark_extra(nn.BatchNorm2d(cout))
+            with torch.no_grad():
+                self.skip_conv.weight.fill_(EXTRA_SKIP_WEIGHT)
+
+    def forward(self, x):
+        out = self.bn(self.conv(x))
+        if self.has_extra_skip:
+            out = out + self.skip_bn(self.skip_conv(x))
+        return out

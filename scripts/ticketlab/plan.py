@@ -1,0 +1,165 @@
+"""From a checked configuration to file paths and job specs: the one place that knows the layout.
+
+    results/data/{dataset}.npz
+    results/runs/{dataset}/{model}/{recipe}/seed{seed}/dense/                      dense training
+    results/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.pt      one mask per sparsity
+    results/runs/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}/{variant}/   re-training
+    results/tables/{id}.csv|md, results/figures/{id}.png|pdf                       artefacts
+
+Names in paths are configuration keys (dataset, model, recipe, mask set, variant); their settings
+travel to the jobs as params, so Snakemake re-runs a job when its settings change. Sparsity is in
+percent with two decimals (s36.00). The dense network is the mask set `dense` at s00.00, and its
+`lth` variant is the dense run itself; the IMP chain's `lth` run at level k is the run whose
+weights give level k+1's mask, so it runs once and serves both.
+"""
+from __future__ import annotations
+
+from .config import REPO
+from .masks import imp_level, imp_sparsity
+
+RESULTS = "results"
+TABLE_KINDS = {"sparsity_table"}
+FIGURE_KINDS = {"sparsity_lines"}
+
+
+def sp_tag(s: float) -> str:
+    return f"{100 * s:05.2f}"
+
+
+def sp_value(tag: str) -> float:
+    return float(tag) / 100
+
+
+def data_path(dataset: str) -> str:
+    return f"{RESULTS}/data/{dataset}.npz"
+
+
+def prefix(dataset, model, recipe, seed) -> str:
+    return f"{RESULTS}/runs/{dataset}/{model}/{recipe}/seed{seed}"
+
+
+def dense_dir(w) -> str:
+    return f"{prefix(w.dataset, w.model, w.recipe, w.seed)}/dense"
+
+
+def mask_path(w, mask: str, s: float) -> str:
+    return f"{RESULTS}/masks/{w.dataset}/{w.model}/{w.recipe}/seed{w.seed}/{mask}/s{sp_tag(s)}.pt"
+
+
+def run_dir(w, mask: str, s: float, variant: str) -> str:
+    if mask == "dense" or s == 0:
+        return dense_dir(w) if variant == "lth" else f"{dense_dir(w)}/s00.00/{variant}"
+    return f"{prefix(w.dataset, w.model, w.recipe, w.seed)}/{mask}/s{sp_tag(s)}/{variant}"
+
+
+class W:
+    """Wildcards-like record, so plan functions serve Snakemake and plain Python alike."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def exact_sparsity(cfg, mask: str, s: float) -> float:
+    if mask == "dense":
+        return 0.0
+    m = cfg["masks"][mask]
+    return imp_sparsity(imp_level(s, m["rate"]), m["rate"]) if m["method"] == "imp" else s
+
+
+def recipe_for_retrain(cfg, name) -> dict:
+    return {k: v for k, v in cfg["recipes"][name].items() if k != "save_epochs"}
+
+
+def init_weights(cfg, w, epoch: int) -> str:
+    return f"{dense_dir(w)}/{'init.pt' if epoch == 0 else f'rewind_e{epoch}.pt'}"
+
+
+def dense_spec(cfg, w) -> dict:
+    return {"name": dense_dir(w), "data": data_path(w.dataset), "model": cfg["models"][w.model],
+            "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed), "mask": None,
+            "init": {"from": "fresh"}, "tweaks": {}, "teacher": None, "device": cfg["device"],
+            "save_init": True, "save_epochs": cfg["recipes"][w.recipe]["save_epochs"]}
+
+
+def dense_outputs(cfg, recipe: str) -> list[str]:
+    return ["init.pt", "final.pt", "metrics.csv", "summary.json"] + \
+        [f"rewind_e{k}.pt" for k in cfg["recipes"][recipe]["save_epochs"]]
+
+
+def retrain_spec(cfg, w) -> dict:
+    """The spec of re-training `w.variant` on mask set `w.mask` at sparsity `w.sparsity`."""
+    from .tweaks import TWEAKS
+    s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
+    v = cfg["variants"][w.variant]
+    if v["init"] == "rr":
+        init = {"from": "fresh", "reinit": True}
+    else:
+        epoch = v["rewind_epoch"] if v["init"] == "rewind" else \
+            (0 if w.mask == "dense" else cfg["masks"][w.mask]["rewind_epoch"])
+        init = {"from": "file", "path": init_weights(cfg, w, epoch)}
+    tweaks = {t: {**cfg["tweaks"].get(t, {}), **v["params"].get(t, {})} for t in v["tweaks"]}
+    teacher = any(getattr(TWEAKS[t], "needs_teacher", False) for t in tweaks)
+    return {"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
+            "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed),
+            "mask": None if w.mask == "dense" else mask_path(w, w.mask, s), "init": init, "tweaks": tweaks,
+            "teacher": f"{dense_dir(w)}/final.pt" if teacher else None, "device": cfg["device"]}
+
+
+def spec_inputs(spec: dict) -> dict:
+    paths = {"data": spec["data"], "mask": spec["mask"], "init": spec["init"].get("path"), "teacher": spec["teacher"]}
+    return {k: v for k, v in paths.items() if v}
+
+
+def mask_spec(cfg, w) -> dict:
+    """Inputs and settings of one mask file: IMP level k prunes the level k-1 `lth` run
+    (the dense run at k=1) under the level k-1 mask; OMP prunes the dense run at once."""
+    m = cfg["masks"][w.mask]
+    s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
+    trained, previous = f"{dense_dir(w)}/final.pt", None
+    if m["method"] == "imp":
+        level = imp_level(s, m["rate"])
+        if level > 1:
+            prev = imp_sparsity(level - 1, m["rate"])
+            trained = f"{run_dir(w, w.mask, prev, 'lth')}/final.pt"
+            previous = mask_path(w, w.mask, prev)
+    return {**m, "sparsity": s, "trained": trained, "previous": previous, "data": data_path(w.dataset),
+            "model": cfg["models"][w.model]}
+
+
+def artefact_variants(a: dict) -> list[str]:
+    names = list(a["variants"]) + ([a["baseline"]] if "baseline" in a else []) + list(a.get("difference", []))
+    for p in a.get("panels", []):
+        names += p["variants"] + p.get("mark_crossing", [])
+    return list(dict.fromkeys(names))
+
+
+def artefact_runs(cfg, aid: str) -> list[dict]:
+    """One row per (seed, sparsity, variant) the artefact needs, with its summary.json path."""
+    a = cfg["artefacts"][aid]
+    e = cfg["experiments"][a["experiment"]]
+    rows = []
+    for seed in e["seeds"]:
+        w = W(dataset=e["dataset"], model=e["model"], recipe=e["recipe"], seed=seed)
+        for s in a.get("sparsities", e["sparsities"][a["mask"]]):
+            for v in artefact_variants(a):
+                rows.append({"seed": seed, "sparsity": s, "variant": v, "mask": a["mask"],
+                             "path": f"{run_dir(w, a['mask'], s, v)}/summary.json"})
+    return rows
+
+
+def paper_values(cfg, aid: str) -> list[str]:
+    """The paper-value files an artefact shows (`paper:`, default its own id), those that exist."""
+    names = cfg["artefacts"][aid].get("paper", [aid])
+    paths = [REPO / "config" / "paper_values" / f"{n}.csv" for n in names]
+    return [str(p) for p in paths if p.exists()]
+
+
+def artefact_files(cfg, aid: str) -> list[str]:
+    kind = cfg["artefacts"][aid]["kind"]
+    if kind in TABLE_KINDS:
+        return [f"{RESULTS}/tables/{aid}.csv", f"{RESULTS}/tables/{aid}.md"]
+    return [f"{RESULTS}/figures/{aid}.png", f"{RESULTS}/figures/{aid}.pdf", f"{RESULTS}/figures/{aid}.csv"]
+
+
+def targets(cfg) -> list[str]:
+    return [f for aid in cfg.get("targets", cfg["artefacts"]) for f in artefact_files(cfg, aid)]

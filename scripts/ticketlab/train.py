@@ -1,0 +1,303 @@
+"""One training run: dense training or the re-training of a masked ticket with its tweaks.
+
+A run is described by a JSON-able `spec` (built by `ticketlab.plan` from the configuration):
+    data      prepared .npz (ticketlab.data)
+    model     {arch, width, ...}                     -> ticketlab.models.build_model
+    recipe    {epochs, batch_size, lr, momentum, weight_decay, nesterov, milestones, gamma,
+               augment: {crop_pad, flip}, eval_batch_size}
+    seed      int: model init (fresh runs), batch order and augmentation
+    mask      path of a mask file, or null (dense)
+    init      {"from": "fresh" | "file", "path": weights file, "reinit": bool}
+    tweaks    {name: params}                           -> ticketlab.tweaks
+    teacher   path of the teacher's weights (kd), or null
+    save_epochs  epochs after which to save the weights (rewind points), 0 = the initialisation
+Writes into `outdir`: final.pt, metrics.csv (one row per epoch), summary.json, init.pt and
+rewind_e<k>.pt when asked, and checkpoint.pt after every epoch (atomically; removed on success).
+A run started again resumes from checkpoint.pt when the checkpoint was written for the same spec.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import tweaks as tweak_registry
+from .masks import Mask
+from .models import build_model
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def spec_hash(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def atomic_save(obj, path: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class Data:
+    """The prepared dataset as uint8 tensors on the device; batches are augmented and normalised there."""
+
+    def __init__(self, path: str, device: torch.device):
+        z = np.load(path)
+        self.device = device
+        self.split = {s: (torch.from_numpy(z[f"x_{s}"]).to(device), torch.from_numpy(z[f"y_{s}"]).long().to(device))
+                      for s in ("train", "val", "test")}
+        self.mean = torch.tensor(z["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(z["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.num_classes = int(z["num_classes"])
+        self.in_channels, self.input_size = self.split["train"][0].shape[1], self.split["train"][0].shape[2]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() / 255.0 - self.mean) / self.std
+
+    def augment(self, x: torch.Tensor, crop_pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
+        """Random crop with zero padding and horizontal flip, per sample, from generator g."""
+        b, c, h, w = x.shape
+        if crop_pad:
+            xp = F.pad(x, (crop_pad,) * 4)
+            oy, ox = torch.randint(0, 2 * crop_pad + 1, (2, b), generator=g).to(x.device)
+            rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            x = xp[torch.arange(b, device=x.device)[:, None, None, None],
+                   torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+        if flip:
+            f = (torch.rand(b, generator=g) < 0.5).to(x.device)[:, None, None, None]
+            x = torch.where(f, x.flip(3), x)
+        return x
+
+    def train_batches(self, batch_size: int, augment: dict, g: torch.Generator):
+        x, y = self.split["train"]
+        order = torch.randperm(len(y), generator=g).to(x.device)
+        for i in range(0, len(y), batch_size):
+            idx = order[i:i + batch_size]
+            yield self.normalize(self.augment(x[idx], augment.get("crop_pad", 0), augment.get("flip", False), g)), y[idx]
+
+    def sampler(self, batch_size: int, augment: dict, g: torch.Generator):
+        """An endless source of training batches (used by tweaks that need data at init)."""
+        it = iter(())
+
+        def next_batch():
+            nonlocal it
+            try:
+                return next(it)
+            except StopIteration:
+                it = self.train_batches(batch_size, augment, g)
+                return next(it)
+        return next_batch
+
+
+@torch.no_grad()
+def evaluate(model, data: Data, split: str, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in %) on a split, BN in eval mode, no augmentation."""
+    model.eval()
+    x, y = data.split[split]
+    loss, correct = 0.0, 0
+    for i in range(0, len(y), batch_size):
+        out = model(data.normalize(x[i:i + batch_size]))
+        loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
+        correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
+    return loss / len(y), 100.0 * correct / len(y)
+
+
+def load_weights(model, path: str, allow_missing_extra: bool = True) -> None:
+    """Load a state dict; keys the file lacks are allowed only for tweak-added (extra) modules."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (RuntimeError, OSError, KeyError) as e:
+        raise TrainingError(f"{path}: weights do not fit the model ({str(e).strip()[:500]})") from e
+    extra = {f"{m}." for m, mod in model.named_modules() if getattr(mod, "ticketlab_extra", False)}
+    bad = [k for k in missing if not (allow_missing_extra and any(k.startswith(e) for e in extra))]
+    if bad or unexpected:
+        raise TrainingError(f"{path}: weights do not fit the model (missing {bad[:5]}, unexpected {unexpected[:5]})")
+
+
+def build(spec: dict, data: Data, with_tweaks: bool = True):
+    tweaks = tweak_registry.build(spec.get("tweaks", {})) if with_tweaks else []
+    kwargs = dict(spec["model"])
+    for t in tweaks:
+        kwargs.update(t.model_kwargs())
+    arch = kwargs.pop("arch")
+    model = build_model(arch, data.num_classes, in_channels=data.in_channels, input_size=data.input_size, **kwargs)
+    return model, tweaks
+
+
+class Run:
+    def __init__(self, spec: dict, outdir: str, threads: int = 1, device: str = "auto", log=print):
+        self.spec, self.outdir, self.log = spec, outdir, log
+        self.name = spec.get("name", outdir)
+        torch.set_num_threads(max(1, threads))
+        self.device = pick_device(spec.get("device", device))
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        os.makedirs(outdir, exist_ok=True)
+        self.ckpt_path = os.path.join(outdir, "checkpoint.pt")
+        self.hash = spec_hash(spec)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.outdir, name)
+
+    def _teacher(self):
+        teacher, _ = build({**self.spec, "tweaks": {}}, self.data, with_tweaks=False)
+        load_weights(teacher, self.spec["teacher"])
+        return teacher.to(self.device).eval()
+
+    def setup(self):
+        spec, r = self.spec, self.spec["recipe"]
+        self.data = Data(spec["data"], self.device)
+        torch.manual_seed(spec["seed"])
+        self.model, self.tweaks = build(spec, self.data)
+        init = spec.get("init", {"from": "fresh"})
+        if init.get("reinit"):  # random re-initialisation: a fresh draw that differs from the ticket's
+            torch.manual_seed(spec["seed"] + 1_000_003)
+            self.model, self.tweaks = build(spec, self.data)
+        elif init["from"] == "file":
+            load_weights(self.model, init["path"])
+        self.model.to(self.device)
+        self.mask = Mask.load(spec["mask"], self.model).to(self.device) if spec.get("mask") else Mask()
+        self.mask.apply_(self.model)
+        params = dict(self.model.named_parameters())
+        self.masked = [(params[k], m.to(params[k].dtype)) for k, m in self.mask.items()]
+        self.g = torch.Generator().manual_seed(spec["seed"])
+        self.ctx = SimpleNamespace(spec=spec, device=self.device, num_classes=self.data.num_classes, log={},
+                                   batches=self.data.sampler(r["batch_size"], r.get("augment", {}), self.g),
+                                   teacher=self._teacher)
+        decay, no_decay = [], []
+        for k, p in self.model.named_parameters():
+            (no_decay if p.ndim <= 1 and r.get("no_decay_bn_bias", False) else decay).append(p)
+        self.opt = torch.optim.SGD([{"params": decay, "weight_decay": r["weight_decay"]},
+                                    {"params": no_decay, "weight_decay": 0.0}],
+                                   lr=r["lr"], momentum=r["momentum"], nesterov=r.get("nesterov", False))
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, r["milestones"], r.get("gamma", 0.1))
+        self.rows, self.epoch = [], 0
+        if not (os.path.exists(self.ckpt_path) and self._resume()):
+            for t in self.tweaks:
+                t.on_init(self.model, self.mask, self.ctx)
+            self.mask.apply_(self.model)
+        losses = [t.loss(self.ctx) for t in self.tweaks]
+        losses = [f for f in losses if f is not None]
+        self.loss_fn = losses[0] if losses else (lambda logits, y, x: F.cross_entropy(logits, y))
+
+    def _resume(self) -> bool:
+        ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        if ck["hash"] != self.hash:
+            self.log(f"[{self.name}] checkpoint.pt was written for other settings; starting afresh")
+            os.remove(self.ckpt_path)
+            return False
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        self.sched.load_state_dict(ck["sched"])
+        self.g.set_state(ck["rng"])
+        self.rows, self.epoch, self.ctx.log = ck["rows"], ck["epoch"], ck["log"]
+        self.log(f"[{self.name}] resumed from checkpoint after epoch {self.epoch}")
+        return True
+
+    def _checkpoint(self):
+        atomic_save({"hash": self.hash, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                     "sched": self.sched.state_dict(), "rng": self.g.get_state(), "rows": self.rows,
+                     "epoch": self.epoch, "log": self.ctx.log}, self.ckpt_path)
+
+    def _save_weights(self, name: str):
+        atomic_save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, self.path(name))
+
+    def train_epoch(self) -> tuple[float, float]:
+        r, model = self.spec["recipe"], self.model
+        model.train()
+        total, correct, n = 0.0, 0, 0
+        grads_masks = [m for _, m in self.masked]
+        weights = [p for p, _ in self.masked]
+        for step, (x, y) in enumerate(self.data.train_batches(r["batch_size"], r.get("augment", {}), self.g)):
+            out = model(x)
+            loss = self.loss_fn(out, y, x)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{self.name}: loss is {loss.item()} at epoch {self.epoch + 1}, step {step}")
+            self.opt.zero_grad(set_to_none=False)
+            loss.backward()
+            if weights:
+                torch._foreach_mul_([p.grad for p in weights], grads_masks)
+            self.opt.step()
+            if weights:
+                with torch.no_grad():
+                    torch._foreach_mul_(weights, grads_masks)
+            total += loss.item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            n += len(y)
+        return total / n, 100.0 * correct / n
+
+    def run(self) -> dict:
+        self.setup()
+        r, save_epochs = self.spec["recipe"], set(self.spec.get("save_epochs", []))
+        if self.epoch == 0 and self.spec.get("save_init"):
+            self._save_weights("init.pt")
+        t0 = time.time()
+        stop = {"term": False}
+        old = signal.signal(signal.SIGTERM, lambda *a: stop.update(term=True))
+        try:
+            while self.epoch < r["epochs"]:
+                te = time.time()
+                lr = self.opt.param_groups[0]["lr"]
+                train_loss, train_acc = self.train_epoch()
+                self.sched.step()
+                self.epoch += 1
+                ev = {s: evaluate(self.model, self.data, s, r.get("eval_batch_size", 1000)) for s in ("val", "test")}
+                self.rows.append({"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                                  "val_loss": ev["val"][0], "val_acc": ev["val"][1], "test_loss": ev["test"][0],
+                                  "test_acc": ev["test"][1], "seconds": time.time() - te})
+                if self.epoch in save_epochs:
+                    self._save_weights(f"rewind_e{self.epoch}.pt")
+                self._checkpoint()
+                self.log(f"[{self.name}] epoch {self.epoch}/{r['epochs']} lr {lr:.4g} "
+                         f"train {train_loss:.3f}/{train_acc:.2f}% val {ev['val'][1]:.2f}% test {ev['test'][1]:.2f}% "
+                         f"({self.rows[-1]['seconds']:.1f}s)")
+                if stop["term"]:
+                    self.log(f"[{self.name}] SIGTERM: checkpoint written after epoch {self.epoch}; exiting")
+                    sys.exit(143)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        return self.finish(time.time() - t0)
+
+    def finish(self, seconds: float) -> dict:
+        self._save_weights("final.pt")
+        with open(self.path("metrics.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            w.writeheader()
+            w.writerows(self.rows)
+        best = max(self.rows, key=lambda row: (row["val_acc"], -row["epoch"]))
+        measured = (1.0 - sum(int((p != 0).sum()) for p, _ in self.masked) /
+                    max(1, sum(p.numel() for p, _ in self.masked))) if self.masked else 0.0
+        summary = {"name": self.name, "best_val_epoch": best["epoch"], "val_acc_best": best["val_acc"],
+                   "test_acc_best_val": best["test_acc"], "test_acc_last": self.rows[-1]["test_acc"],
+                   "test_loss_last": self.rows[-1]["test_loss"], "epochs": self.epoch,
+                   "measured_sparsity": measured, "train_seconds": seconds,
+                   "params": sum(p.numel() for p in self.model.parameters()),
+                   "tweak_log": self.ctx.log, "spec": self.spec}
+        with open(self.path("summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        if os.path.exists(self.ckpt_path):
+            os.remove(self.ckpt_path)
+        return summary
+
+
+def run(spec: dict, outdir: str, threads: int = 1) -> dict:
+    return Run(spec, outdir, threads).run()

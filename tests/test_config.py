@@ -1,0 +1,102 @@
+"""Configuration: defaults, errors that name the key, and the schema matching the registries."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from ticketlab.config import ConfigError, validate
+from ticketlab.data import SOURCES
+from ticketlab.models import MODELS
+from snakemake.utils import update_config
+
+DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def test_demo_config_validates_with_defaults_filled():
+    cfg = validate(DEMO)
+    assert cfg["recipes"]["demo"]["nesterov"] is False
+    assert cfg["masks"]["imp"]["scope"] == "global"
+    assert cfg["variants"]["skip"]["init"] == "lth"
+    assert cfg["artefacts"]["spend_tab_a2"]["metric"] == "test_acc_best_val"
+    assert DEMO["recipes"]["demo"].get("nesterov") is None  # the caller's dict is not modified
+
+
+def broken(path, value):
+    cfg = copy.deepcopy(DEMO)
+    *parents, last = path
+    node = cfg
+    for p in parents:
+        node = node[p]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize("path,value,message", [
+    (["recipes", "demo", "lrr"], 0.1, r"recipes\.demo.*'lrr'"),
+    (["experiments", "spend", "sparsities", "imp"], [0, 1.0], r"experiments\.spend\.sparsities\.imp\.1"),
+    (["experiments", "spend", "sparsities", "omp"], [-0.1], r"experiments\.spend\.sparsities\.omp\.0"),
+    (["experiments", "spend", "dataset"], "imagenet21k", r"experiments\.spend\.dataset.*imagenet21k"),
+    (["artefacts", "spend_tab_a2", "variants"], ["lth", "nope"], r"artefacts\.spend_tab_a2\.variants.*'nope'"),
+    (["variants", "skip", "tweaks"], ["skipp"], r"variants\.skip\.tweaks\[0\].*'skipp'"),
+    (["tweaks", "ls"], {"alpha": 2}, r"tweaks\.ls\.alpha"),
+    (["datasets", "digits", "source"], "mnist2", r"datasets\.digits\.source"),
+    (["recipes", "demo", "save_epochs"], [], r"variants\.rewind\.rewind_epoch.*save_epochs"),
+    (["experiments", "spend", "sparsities", "imp"], [0, 0.5], r"experiments\.spend\.sparsities\.imp.*IMP level"),
+    (["recipes", "demo", "epochs"], KeyError, r"recipes\.demo.*'epochs'"),
+])
+def test_invalid_config_names_the_key(path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(broken(path, value))
+
+
+def test_schema_enums_match_the_registries():
+    assert set(SCHEMA["properties"]["models"]["additionalProperties"]["properties"]["arch"]["enum"]) == set(MODELS)
+    assert set(SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]["source"]["enum"]) == set(SOURCES)
+
+
+def paper(name):
+    cfg = copy.deepcopy(DEMO)
+    update_config(cfg, yaml.safe_load((REPO / "config" / "paper" / name).read_text()))  # as --configfile does
+    return validate(cfg)
+
+
+def test_paper_configs_validate_on_top_of_the_demo():
+    for path in sorted((REPO / "config" / "paper").glob("*.yaml")):
+        paper(path.name)
+
+
+def test_spend_paper_config_has_the_papers_settings():
+    from ticketlab import plan
+    cfg = paper("spend.yaml")
+    e = cfg["experiments"]["spend"]
+    assert (e["dataset"], cfg["models"][e["model"]]) == ("cifar100", {"arch": "resnet18", "width": 1.0})
+    assert e["seeds"] == [42, 1099, 5469]
+    r = cfg["recipes"][e["recipe"]]
+    assert (r["epochs"], r["lr"], r["momentum"], r["weight_decay"], r["batch_size"], r["milestones"]) == \
+        (180, 0.1, 0.9, 2e-4, 128, [90, 135])
+    assert cfg["datasets"]["cifar100"]["val_fraction"] == 0.1
+    imp = [round(100 * s, 2) for s in e["sparsities"]["imp"]]
+    assert imp == [0.0] + [round(100 * (1 - 0.8 ** k), 2) for k in range(1, 17)]
+    w = plan.W(dataset="cifar100", model="resnet18", recipe="spend", seed=42, mask="imp", sparsity="91.41",
+               variant="at_trt_rewind")
+    spec = plan.retrain_spec(cfg, w)
+    assert spec["init"]["path"].endswith("dense/rewind_e33.pt")
+    assert set(spec["tweaks"]) == {"skip", "swish", "scaling", "ls"} and spec["tweaks"]["scaling"]["iterations"] == 180
+
+
+def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"recipes": {"demo": {"lrr": 1}}}))
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad),
+                        "--directory", str(tmp_path), "-s", str(REPO / "workflow" / "Snakefile")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert p.returncode != 0
+    assert "recipes.demo" in p.stderr + p.stdout and "lrr" in p.stderr + p.stdout
+    assert not (tmp_path / "results").exists()

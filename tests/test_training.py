@@ -1,0 +1,119 @@
+"""Training runs: masked weights stay zero, rewinding, resume after a kill, determinism, summaries."""
+import csv
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import tiny_spec
+from ticketlab.masks import magnitude_prune, prunable
+from ticketlab.train import Run, TrainingError, run
+
+
+def state(path):
+    return torch.load(path, weights_only=True)
+
+
+def make_mask(tmp_path, data, sparsity=0.8):
+    r = Run(tiny_spec(data), str(tmp_path / "probe"), device="cpu")
+    r.setup()
+    mask = magnitude_prune({k: p.detach() for k, p in prunable(r.model).items()}, sparsity)
+    path = str(tmp_path / "mask.pt")
+    mask.save(path)
+    return path, mask
+
+
+def test_masked_weights_and_their_gradients_stay_zero(tmp_path, digits_npz):
+    path, mask = make_mask(tmp_path, digits_npz)
+    r = Run(tiny_spec(digits_npz, mask=path), str(tmp_path / "run"))
+    r.setup()
+    r.train_epoch()
+    params = dict(r.model.named_parameters())
+    for k, m in mask.items():
+        assert (params[k][~m] == 0).all(), k
+        assert (params[k].grad[~m] == 0).all(), k
+        assert (params[k][m] != 0).any(), k  # the kept ones did train
+
+
+def test_rewinding_loads_the_weights_of_that_exact_epoch(tmp_path, digits_npz):
+    dense = tmp_path / "dense"
+    run(tiny_spec(digits_npz, save_init=True, save_epochs=[1, 2]), str(dense))
+    # independent: a 1-epoch run of the same seed ends with the weights the 3-epoch run saved after epoch 1
+    one = tmp_path / "one"
+    spec1 = tiny_spec(digits_npz)
+    spec1["recipe"] = {**spec1["recipe"], "epochs": 1}
+    run(spec1, str(one))
+    for k, v in state(one / "final.pt").items():
+        assert torch.equal(v, state(dense / "rewind_e1.pt")[k]), k
+    assert not torch.equal(state(dense / "rewind_e1.pt")["fc.weight"], state(dense / "rewind_e2.pt")["fc.weight"])
+    path, mask = make_mask(tmp_path, digits_npz)
+    r = Run(tiny_spec(digits_npz, mask=path, init={"from": "file", "path": str(dense / "rewind_e2.pt")}),
+            str(tmp_path / "rw"))
+    r.setup()
+    rewound = state(dense / "rewind_e2.pt")
+    for k, p in r.model.state_dict().items():
+        expected = rewound[k] * mask[k] if k in mask else rewound[k]
+        assert torch.equal(p, expected), k
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, digits_npz, monkeypatch):
+    spec = tiny_spec(digits_npz, tweaks={"ls": {"alpha": 0.1, "style": "uniform"}})
+    run(spec, str(tmp_path / "straight"))
+
+    calls = {"n": 0}
+    original = Run._checkpoint
+
+    def dies_after_epoch_2(self):
+        original(self)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(Run, "_checkpoint", dies_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, str(tmp_path / "killed"))
+    assert os.path.exists(tmp_path / "killed" / "checkpoint.pt")
+    monkeypatch.setattr(Run, "_checkpoint", original)
+    summary = run(spec, str(tmp_path / "killed"))
+    assert not os.path.exists(tmp_path / "killed" / "checkpoint.pt")
+    a, b = state(tmp_path / "straight" / "final.pt"), state(tmp_path / "killed" / "final.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bitwise, so the resume restored every RNG and state
+    assert summary["epochs"] == 3
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path, digits_npz, monkeypatch):
+    out = str(tmp_path / "r")
+    spec = tiny_spec(digits_npz)
+    monkeypatch.setattr(Run, "finish", lambda self, s: None)  # leave the last checkpoint behind
+    run(spec, out)
+    monkeypatch.undo()
+    logs = []
+    other = tiny_spec(digits_npz, seed=1)
+    Run(other, out, log=logs.append).run()
+    assert any("other settings" in line for line in logs)
+
+
+def test_summary_reports_test_accuracy_at_best_validation_epoch(tmp_path, digits_npz):
+    s = run(tiny_spec(digits_npz), str(tmp_path / "r"))
+    with open(tmp_path / "r" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: (float(r["val_acc"]), -int(r["epoch"])))
+    assert s["best_val_epoch"] == int(best["epoch"])
+    assert s["test_acc_best_val"] == pytest.approx(float(best["test_acc"]))
+    assert s["test_acc_last"] == pytest.approx(float(rows[-1]["test_acc"]))
+    assert json.load(open(tmp_path / "r" / "summary.json"))["epochs"] == 3
+
+
+def test_nonfinite_loss_names_run_epoch_and_step(tmp_path, digits_npz):
+    r = Run(tiny_spec(digits_npz, name="runX"), str(tmp_path / "r"))
+    r.setup()
+    r.loss_fn = lambda logits, y, x: logits.sum() * float("nan")
+    with pytest.raises(TrainingError, match=r"runX.*epoch 1, step 0"):
+        r.train_epoch()
+
+
+def test_weights_that_do_not_fit_are_rejected(tmp_path, digits_npz):
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "bad.pt")
+    with pytest.raises(TrainingError, match="bad.pt"):
+        Run(tiny_spec(digits_npz, init={"from": "file", "path": str(tmp_path / "bad.pt")}), str(tmp_path / "r")).setup()

@@ -1,0 +1,91 @@
+"""The Snakemake workflow end to end at smoke scale, its caching, and the paper dry-run."""
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+SNAKEFILE = str(REPO / "workflow" / "Snakefile")
+SMOKE = str(REPO / "tests" / "smoke.yaml")
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--directory", str(workdir), "--cores", "2", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p.stdout + p.stderr
+
+
+def planned(output: str) -> dict[str, int]:
+    """Job counts per rule from a dry run's 'Job stats' table."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    snakemake(work, "--configfile", SMOKE)
+    return work
+
+
+ARTEFACTS = ["spend_tab_a2", "spend_tab_a3", "spend_fig1", "spend_fig6", "spend_fig7", "spend_fig9", "spend_fig_a12"]
+
+
+def test_one_table_plans_exactly_what_it_needs(tmp_path):
+    jobs = planned(snakemake(tmp_path, "results/tables/spend_tab_a2.md", "-n", "--configfile", SMOKE))
+    # dense run, 4 tweaks on the dense net, 5 variants at 36%, its one IMP mask, the data, the table
+    assert jobs == {"prepare_data": 1, "dense_demo": 1, "retrain": 9, "mask": 1, "table": 1}
+
+
+def test_smoke_dag_builds_every_artefact(smoke_run):
+    for a in ARTEFACTS:
+        kind = "tables" if "_tab_" in a else "figures"
+        for ext in (("csv", "md") if kind == "tables" else ("png", "pdf", "csv")):
+            assert (smoke_run / "results" / kind / f"{a}.{ext}").stat().st_size > 0, (a, ext)
+    tab = pd.read_csv(smoke_run / "results" / "tables" / "spend_tab_a2.csv")
+    assert set(tab["variant"]) == {"lth", "skip", "swish", "scaling", "ls"}
+    assert (tab["n"] == 1).all() and tab["mean"].between(0, 100).all()
+    dense = tab[(tab["sparsity"] == 0) & (tab["variant"] == "lth")]
+    assert dense["paper"].item() == 74.87  # the paper's number beside ours
+    md = (smoke_run / "results" / "tables" / "spend_tab_a2.md").read_text()
+    assert "74.87" in md and "LTH + Skip (paper)" in md
+    mask = yaml.safe_load((next((smoke_run / "results" / "masks").rglob("imp/s36.00.json"))).read_text())
+    assert abs(mask["sparsity"] - 0.36) < 1e-5
+
+
+def test_rerun_is_a_noop_and_a_changed_variant_reruns_only_its_jobs(smoke_run, tmp_path):
+    assert "Nothing to be done" in snakemake(smoke_run, "-n", "--configfile", SMOKE)
+    changed = yaml.safe_load(open(SMOKE))
+    changed["variants"]["ls"] = {"params": {"ls": {"alpha": 0.2}}}
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    jobs = planned(snakemake(smoke_run, "-n", "--configfile", str(path)))
+    # the ls variant at 0% and 36%, and the two artefacts that show it (Table A2, Figure 1)
+    assert jobs == {"retrain": 2, "table": 1, "figure": 1, "all": 1}
+
+
+def test_report_holds_the_artefacts(smoke_run):
+    snakemake(smoke_run, "--report", "report.html", "--configfile", SMOKE)
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    for a in ARTEFACTS:
+        assert a in html, a
+
+
+def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
+    out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper" / "spend.yaml"))
+    jobs = planned(out)
+    seeds, levels = 3, 16
+    tweaked_dense = 5                       # skip, swish, mish, scaling, ls on the dense network
+    per_level = 14                          # every variant of the spend artefacts, lth included
+    omp = 2 * levels                        # lth and at_trt on each OMP mask
+    assert jobs["retrain"] == seeds * (tweaked_dense + per_level * levels + omp)
+    assert jobs["mask"] == seeds * 2 * levels and jobs["dense_spend"] == seeds
+    assert "results/data/cifar100.npz" in out

@@ -1,0 +1,25 @@
+# Dense training, one rule per recipe because the saved rewind points (outputs) depend on the recipe.
+def _dense_spec(recipe):
+    return lambda w: plan.dense_spec(CFG, plan.W(recipe=recipe, **dict(w.items())))
+
+
+for _recipe in CFG["recipes"]:
+
+    rule:
+        name:
+            f"dense_{_recipe}"
+        input:
+            data="results/data/{dataset}.npz",
+        output:
+            [f"results/runs/{{dataset}}/{{model}}/{_recipe}/seed{{seed}}/dense/{f}" for f in plan.dense_outputs(CFG, _recipe)],
+        params:
+            spec=_dense_spec(_recipe),
+        log:
+            f"results/logs/runs/{{dataset}}/{{model}}/{_recipe}/seed{{seed}}/dense.log",
+        threads: CFG["threads"]
+        resources:
+            runtime=lambda w, attempt: 60 * attempt,
+        conda:
+            "../../envs/ticketlab.yaml"
+        script:
+            "../../scripts/train.py"

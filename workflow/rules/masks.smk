@@ -1,0 +1,15 @@
+# One mask file (+ JSON report of per-layer density) per mask set and sparsity.
+rule mask:
+    input:
+        unpack(lambda w: {k: v for k, v in plan.mask_spec(CFG, wc(w)).items() if k in ("trained", "previous", "data") and v}),
+    output:
+        mask="results/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.pt",
+        report="results/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.json",
+    params:
+        spec=lambda w: plan.mask_spec(CFG, wc(w)),
+    log:
+        "results/logs/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.log",
+    conda:
+        "../../envs/ticketlab.yaml"
+    script:
+        "../../scripts/make_mask.py"
