@@ -89,3 +89,11 @@ def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
     assert jobs["retrain"] == seeds * (tweaked_dense + per_level * levels + omp)
     assert jobs["mask"] == seeds * 2 * levels and jobs["dense_spend"] == seeds
     assert "results/data/cifar100.npz" in out
+
+
+def test_critical_sparsity_is_where_the_lines_cross():
+    from ticketlab.artefacts.figures import crossing
+    rows = [(0.2, "a", 76.0), (0.2, "b", 75.0), (0.5, "a", 75.5), (0.5, "b", 75.2), (0.8, "a", 73.0), (0.8, "b", 74.0)]
+    tidy = pd.DataFrame(rows, columns=["sparsity", "variant", "mean"])
+    assert crossing(tidy, "a", "b") == 0.8
+    assert crossing(tidy, "b", "a") is None  # b is never ahead and then caught

@@ -11,23 +11,29 @@ from . import ARTEFACTS  # noqa: E402
 
 
 def crossing(tidy: pd.DataFrame, first: str, second: str) -> float | None:
-    """The paper's "critical sparsity": the first sparsity (> 0) at which `second` is at least as good as `first`."""
+    """The paper's "critical sparsity", where the two lines cross: the first sparsity (> 0) at which
+    `second` catches up with `first` after `first` was ahead; None when they never cross that way."""
     t = tidy[tidy["sparsity"] > 0].pivot(index="sparsity", columns="variant", values="mean").sort_index()
-    hit = t.index[t[second] >= t[first]]
-    return float(hit[0]) if len(hit) else None
+    ahead = (t[first] - t[second]).tolist()
+    for i in range(1, len(ahead)):
+        if ahead[i - 1] > 0 >= ahead[i]:
+            return float(t.index[i])
+    return None
 
 
 @ARTEFACTS.register("sparsity_lines")
 def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """One panel per `panels` entry: mean ± std over seeds against sparsity (evenly spaced like the
     papers' axes); the dense value of each variant as a dashed line; the paper's values, where the
-    paper gives them, as hollow markers; optional critical-sparsity marker."""
+    paper gives them, as hollow markers on the right-hand axis (its own scale: the demo's dataset
+    is not the paper's); optional critical-sparsity marker."""
     panels = spec.get("panels") or [{"variants": spec["variants"]}]
     tidy.to_csv(outputs[2], index=False)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     xs = sorted(s for s in tidy["sparsity"].unique() if s > 0)
     pos = {s: i for i, s in enumerate(xs)}
     for ax, panel in zip(axes[0], panels):
+        axp = ax.twinx() if tidy.loc[tidy["variant"].isin(panel["variants"]), "paper"].notna().any() else None
         for i, v in enumerate(panel["variants"]):
             color = f"C{i}"
             d = tidy[tidy["variant"] == v].sort_values("sparsity")
@@ -38,8 +44,8 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
             ax.fill_between(x, sparse["mean"] - sparse["std"], sparse["mean"] + sparse["std"], color=color, alpha=0.2)
             if not dense.empty:
                 ax.axhline(dense["mean"].iloc[0], ls="--", color=color, lw=1, label=f"{lab}, dense")
-            if sparse["paper"].notna().any():
-                ax.plot(x, sparse["paper"], "o:", mfc="none", color=color, lw=0.8, ms=4, label=f"{lab}, paper")
+            if axp is not None and sparse["paper"].notna().any():
+                axp.plot(x, sparse["paper"], "o:", mfc="none", color=color, lw=0.8, ms=4, label=f"{lab}, paper")
         if panel.get("mark_crossing"):
             c = crossing(tidy[tidy["variant"].isin(panel["mark_crossing"])], *panel["mark_crossing"])
             if c is not None:
@@ -48,7 +54,12 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
         ax.set_xlabel("sparsity (%)")
         ax.set_ylabel(spec["metric"].replace("_", " ") + " (%)")
         ax.set_title(panel.get("title", ""))
-        ax.legend(fontsize=6)
+        handles, labels = ax.get_legend_handles_labels()
+        if axp is not None:
+            axp.set_ylabel("paper (%)", fontsize=8)
+            more = axp.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        ax.legend(handles, labels, fontsize=6)
         ax.grid(alpha=0.3)
     if spec.get("title"):
         fig.suptitle(spec["title"], fontsize=10)
