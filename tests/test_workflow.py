@@ -64,7 +64,7 @@ def test_smoke_dag_builds_every_artefact(smoke_run):
 def test_rerun_is_a_noop_and_a_changed_variant_reruns_only_its_jobs(smoke_run, tmp_path):
     assert "Nothing to be done" in snakemake(smoke_run, "-n", "--configfile", SMOKE)
     changed = yaml.safe_load(open(SMOKE))
-    changed["variants"]["ls"] = {"params": {"ls": {"alpha": 0.2}}}
+    changed["variants"]["ls"] = {"params": {"ls": {"alpha": 0.2}}}  # (safe_dump also re-orders keys: no effect)
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(changed))
     jobs = planned(snakemake(smoke_run, "-n", "--configfile", str(path)))

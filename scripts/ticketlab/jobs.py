@@ -33,26 +33,30 @@ def train(spec: dict, outdir: str, threads: int = 1) -> dict:
 
 
 def make_mask(spec: dict, out: str) -> None:
-    """Prune `spec['trained']` (under `spec['previous']`) to `spec['sparsity']` with the mask method."""
+    """Make one mask: load the weights the method prunes from (`spec['weights']`), then call the
+    registered method with the previous level's mask (IMP), the source mask (ratios_from) and a
+    source of training batches (data-driven methods)."""
     import torch
 
-    from .masks import MASK_METHODS, Mask, MaskError, prunable
-    from .models import build_model
-    from .train import load_weights
+    from .masks import MASK_METHODS, Mask, MaskError, PruneContext, prunable
+    from .train import Data, build, load_weights
 
-    z = np.load(spec["data"])
-    x_val = z["x_val"] if len(z["x_val"]) else z["x_test"]
-    model = build_model(spec["model"]["arch"], int(z["num_classes"]), in_channels=x_val.shape[1],
-                        input_size=x_val.shape[2], width=spec["model"].get("width", 1.0))
-    load_weights(model, spec["trained"], allow_missing_extra=False)
-    weights = {k: p.detach() for k, p in prunable(model, spec["layers"]).items()}
+    torch.manual_seed(spec.get("seed", 0))
+    data = Data(spec["data"], torch.device("cpu"))
+    model, _ = build({"model": spec["model"]}, data, with_tweaks=False)
+    load_weights(model, spec["weights"], allow_missing_extra=False)
+    weights = prunable(model, spec["layers"])
     previous = Mask.load(spec["previous"], model) if spec.get("previous") else None
-    if previous is not None and set(previous) != set(weights):
-        raise MaskError(f"{spec['previous']}: covers {len(previous)} tensors, but layers={spec['layers']!r} "
-                        f"selects {len(weights)}")
-    with torch.no_grad():
-        mask = MASK_METHODS.get(spec["method"])(weights, previous, spec["sparsity"], spec)
-    meta = {k: spec[k] for k in ("method", "sparsity", "layers", "scope", "trained", "previous")}
+    source = Mask.load(spec["source"], model) if spec.get("source") else None
+    for name, m in (("previous", previous), ("source", source)):
+        if m is not None and set(m) != set(weights):
+            raise MaskError(f"{spec[name]}: covers {len(m)} tensors, but layers={spec['layers']!r} selects {len(weights)}")
+    g = torch.Generator().manual_seed(spec.get("seed", 0))
+    ctx = PruneContext(model=model, weights=weights, sparsity=spec["sparsity"], spec=spec, previous=previous,
+                       source=source, generator=g,
+                       batches=data.sampler(spec.get("batch_size", 256), {}, g))
+    mask = MASK_METHODS.get(spec["method"])(ctx)
+    meta = {k: spec.get(k) for k in ("method", "sparsity", "layers", "scope", "weights", "previous", "source")}
     mask.save(out, **meta)
     r = mask.report()
     print(f"{out}: sparsity {r['sparsity']:.6f} (target {spec['sparsity']:.6f}), {r['kept']}/{r['total']} kept")

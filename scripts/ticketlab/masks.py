@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -150,14 +152,38 @@ def imp_level(sparsity: float, rate: float, tol: float = 1e-4) -> int:
     return level
 
 
-@MASK_METHODS.register("imp")
-def imp_mask(trained: dict[str, torch.Tensor], previous: Mask | None, sparsity: float, spec: dict) -> Mask:
-    """One IMP level: global (or layer-wise) magnitude pruning of the weights trained under `previous`
-    (None at level 1, i.e. the dense model) to the next level's sparsity."""
-    return magnitude_prune(trained, sparsity, previous, spec.get("scope", "global"))
+@dataclass
+class PruneContext:
+    """What a mask method gets. `model` holds the weights the method prunes from (the dense
+    initialisation or the trained network, per the method's `weights`); `weights` are its prunable
+    tensors (live parameters of `model`)."""
+    model: nn.Module
+    weights: dict[str, torch.Tensor]
+    sparsity: float
+    spec: dict
+    previous: Mask | None = None
+    source: Mask | None = None                      # ratios_from: another method's mask, same sparsity
+    batches: Callable[[], tuple] | None = None      # -> (x, y), normalised training batches
+    generator: torch.Generator | None = None        # for random draws
 
 
-@MASK_METHODS.register("omp")
-def omp_mask(trained: dict[str, torch.Tensor], previous: Mask | None, sparsity: float, spec: dict) -> Mask:
-    """One-shot magnitude pruning of the trained dense model straight to `sparsity`."""
-    return magnitude_prune(trained, sparsity, None, spec.get("scope", "global"))
+def mask_method(name: str, weights: str = "trained"):
+    """Register fn(ctx: PruneContext) -> Mask. weights: 'init' (prunes the dense initialisation,
+    e.g. SNIP) or 'trained' (prunes a trained network, e.g. IMP)."""
+    def deco(fn):
+        fn.weights = weights
+        return MASK_METHODS.register(name)(fn)
+    return deco
+
+
+@mask_method("imp")
+def imp_mask(ctx: PruneContext) -> Mask:
+    """One IMP level: global (or layer-wise) magnitude pruning of the weights trained under the
+    previous level's mask (none at level 1: the dense model) to the next level's sparsity."""
+    return magnitude_prune(ctx.weights, ctx.sparsity, ctx.previous, ctx.spec.get("scope", "global"))
+
+
+@mask_method("omp")
+def omp_mask(ctx: PruneContext) -> Mask:
+    """One-shot magnitude pruning of the trained dense model straight to the sparsity."""
+    return magnitude_prune(ctx.weights, ctx.sparsity, None, ctx.spec.get("scope", "global"))

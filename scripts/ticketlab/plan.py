@@ -52,6 +52,16 @@ def run_dir(w, mask: str, s: float, variant: str) -> str:
     return f"{prefix(w.dataset, w.model, w.recipe, w.seed)}/{mask}/s{sp_tag(s)}/{variant}"
 
 
+def canonical(obj):
+    """Dicts with sorted keys, recursively: Snakemake compares params as text, so the order of keys
+    in a YAML file must not look like a change of settings."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 class W:
     """Wildcards-like record, so plan functions serve Snakemake and plain Python alike."""
 
@@ -75,10 +85,10 @@ def init_weights(cfg, w, epoch: int) -> str:
 
 
 def dense_spec(cfg, w) -> dict:
-    return {"name": dense_dir(w), "data": data_path(w.dataset), "model": cfg["models"][w.model],
+    return canonical({"name": dense_dir(w), "data": data_path(w.dataset), "model": cfg["models"][w.model],
             "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed), "mask": None,
             "init": {"from": "fresh"}, "tweaks": {}, "teacher": None, "device": cfg["device"],
-            "save_init": True, "save_epochs": cfg["recipes"][w.recipe]["save_epochs"]}
+            "save_init": True, "save_epochs": cfg["recipes"][w.recipe]["save_epochs"]})
 
 
 def dense_outputs(cfg, recipe: str) -> list[str]:
@@ -99,10 +109,10 @@ def retrain_spec(cfg, w) -> dict:
         init = {"from": "file", "path": init_weights(cfg, w, epoch)}
     tweaks = {t: {**cfg["tweaks"].get(t, {}), **v["params"].get(t, {})} for t in v["tweaks"]}
     teacher = any(getattr(TWEAKS[t], "needs_teacher", False) for t in tweaks)
-    return {"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
+    return canonical({"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
             "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed),
             "mask": None if w.mask == "dense" else mask_path(w, w.mask, s), "init": init, "tweaks": tweaks,
-            "teacher": f"{dense_dir(w)}/final.pt" if teacher else None, "device": cfg["device"]}
+            "teacher": f"{dense_dir(w)}/final.pt" if teacher else None, "device": cfg["device"]})
 
 
 def spec_inputs(spec: dict) -> dict:
@@ -111,19 +121,30 @@ def spec_inputs(spec: dict) -> dict:
 
 
 def mask_spec(cfg, w) -> dict:
-    """Inputs and settings of one mask file: IMP level k prunes the level k-1 `lth` run
-    (the dense run at k=1) under the level k-1 mask; OMP prunes the dense run at once."""
+    """Inputs and settings of one mask file. Methods that prune a trained network: IMP level k
+    prunes the level k-1 `lth` run (the dense run at k=1) under the level k-1 mask; the others prune
+    the trained dense run. Methods that prune at initialisation get the dense run's init.pt.
+    ratios_from also reads the source mask set's file at the same sparsity."""
+    from .masks import MASK_METHODS
     m = cfg["masks"][w.mask]
     s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
-    trained, previous = f"{dense_dir(w)}/final.pt", None
+    method = MASK_METHODS.get(m["method"])
+    weights = f"{dense_dir(w)}/{'init.pt' if method.weights == 'init' else 'final.pt'}"
+    previous = source = None
     if m["method"] == "imp":
         level = imp_level(s, m["rate"])
         if level > 1:
             prev = imp_sparsity(level - 1, m["rate"])
-            trained = f"{run_dir(w, w.mask, prev, 'lth')}/final.pt"
+            weights = f"{run_dir(w, w.mask, prev, 'lth')}/final.pt"
             previous = mask_path(w, w.mask, prev)
-    return {**m, "sparsity": s, "trained": trained, "previous": previous, "data": data_path(w.dataset),
-            "model": cfg["models"][w.model]}
+    if m.get("source_mask"):
+        source = mask_path(w, m["source_mask"], s)
+    return canonical({**m, "sparsity": s, "weights": weights, "previous": previous, "source": source,
+                      "data": data_path(w.dataset), "model": cfg["models"][w.model], "seed": int(w.seed)})
+
+
+def mask_inputs(spec: dict) -> dict:
+    return {k: spec[k] for k in ("weights", "previous", "source", "data") if spec.get(k)}
 
 
 def artefact_variants(a: dict) -> list[str]:

@@ -13,9 +13,9 @@ rule table:
     wildcard_constraints:
         id=_ids(plan.TABLE_KINDS),
     params:
-        spec=lambda w: CFG["artefacts"][w.id],
+        spec=lambda w: plan.canonical(CFG["artefacts"][w.id]),
         rows=lambda w: plan.artefact_runs(CFG, w.id),
-        variants=lambda w: {v: CFG["variants"][v] for v in plan.artefact_variants(CFG["artefacts"][w.id])},
+        variants=lambda w: plan.canonical({v: CFG["variants"][v] for v in plan.artefact_variants(CFG["artefacts"][w.id])}),
     log:
         "results/logs/artefacts/{id}.log",
     conda:
@@ -35,9 +35,9 @@ rule figure:
     wildcard_constraints:
         id=_ids(plan.FIGURE_KINDS),
     params:
-        spec=lambda w: CFG["artefacts"][w.id],
+        spec=lambda w: plan.canonical(CFG["artefacts"][w.id]),
         rows=lambda w: plan.artefact_runs(CFG, w.id),
-        variants=lambda w: {v: CFG["variants"][v] for v in plan.artefact_variants(CFG["artefacts"][w.id])},
+        variants=lambda w: plan.canonical({v: CFG["variants"][v] for v in plan.artefact_variants(CFG["artefacts"][w.id])}),
     log:
         "results/logs/artefacts/{id}.log",
     conda:

@@ -1,7 +1,7 @@
 # One mask file (+ JSON report of per-layer density) per mask set and sparsity.
 rule mask:
     input:
-        unpack(lambda w: {k: v for k, v in plan.mask_spec(CFG, wc(w)).items() if k in ("trained", "previous", "data") and v}),
+        unpack(lambda w: plan.mask_inputs(plan.mask_spec(CFG, wc(w)))),
     output:
         mask="results/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.pt",
         report="results/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.json",
