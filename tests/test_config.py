@@ -44,11 +44,12 @@ def broken(path, value):
     (["experiments", "spend", "sparsities", "omp"], [-0.1], r"experiments\.spend\.sparsities\.omp\.0"),
     (["experiments", "spend", "dataset"], "imagenet21k", r"experiments\.spend\.dataset.*imagenet21k"),
     (["artefacts", "spend_tab_a2", "variants"], ["lth", "nope"], r"artefacts\.spend_tab_a2\.variants.*'nope'"),
+    (["artefacts", "spend_tab_a2", "experiment"], "nope", r"artefacts\.spend_tab_a2\.experiments\[0\].*'nope'"),
     (["variants", "skip", "tweaks"], ["skipp"], r"variants\.skip\.tweaks\[0\].*'skipp'"),
     (["tweaks", "ls"], {"alpha": 2}, r"tweaks\.ls\.alpha"),
     (["datasets", "digits", "source"], "mnist2", r"datasets\.digits\.source"),
     (["recipes", "demo", "save_epochs"], [], r"variants\.rewind\.rewind_epoch.*save_epochs"),
-    (["experiments", "spend", "sparsities", "imp"], [0, 0.5], r"experiments\.spend\.sparsities\.imp.*IMP level"),
+    (["experiments", "spend", "sparsities", "imp"], [0, 0.55], r"experiments\.spend\.sparsities\.imp.*IMP level"),
     (["recipes", "demo", "epochs"], KeyError, r"recipes\.demo.*'epochs'"),
 ])
 def test_invalid_config_names_the_key(path, value, message):
@@ -100,3 +101,13 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
     assert p.returncode != 0
     assert "recipes.demo" in p.stderr + p.stdout and "lrr" in p.stderr + p.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_paper_value_files_parse_and_name_known_variants():
+    import pandas as pd
+    variants = set(validate(DEMO)["variants"])
+    for path in sorted((REPO / "config" / "paper_values").glob("*.csv")):
+        df = pd.read_csv(path)
+        assert {"sparsity", "variant", "value", "source"} <= set(df.columns), path.name
+        assert df["value"].between(0, 100).all() and df["sparsity"].between(0, 100).all(), path.name
+        assert set(df["variant"]) <= variants, (path.name, set(df["variant"]) - variants)

@@ -155,7 +155,7 @@ def test_activations_registry():
     assert isinstance(make_activation("swish"), nn.SiLU)
     assert isinstance(make_activation("mish"), nn.Mish)
     assert make_activation("relu") is not make_activation("relu")
-    assert set(ACTIVATIONS) == {"relu", "swish", "mish"}
+    assert set(ACTIVATIONS) == {"relu", "swish", "mish", "pswish"}
 
 
 @pytest.mark.parametrize("arch", ARCHS)

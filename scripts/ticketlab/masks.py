@@ -187,3 +187,6 @@ def imp_mask(ctx: PruneContext) -> Mask:
 def omp_mask(ctx: PruneContext) -> Mask:
     """One-shot magnitude pruning of the trained dense model straight to the sparsity."""
     return magnitude_prune(ctx.weights, ctx.sparsity, None, ctx.spec.get("scope", "global"))
+
+
+from . import pruners  # noqa: E402,F401  (register the zoo)

@@ -14,11 +14,11 @@ weights give level k+1's mask, so it runs once and serves both.
 """
 from __future__ import annotations
 
-from .config import REPO
+from .config import REPO, snap
 from .masks import imp_level, imp_sparsity
 
 RESULTS = "results"
-TABLE_KINDS = {"sparsity_table"}
+TABLE_KINDS = {"sparsity_table", "grid_table"}
 FIGURE_KINDS = {"sparsity_lines"}
 
 
@@ -47,6 +47,7 @@ def mask_path(w, mask: str, s: float) -> str:
 
 
 def run_dir(w, mask: str, s: float, variant: str) -> str:
+    """s: the exact sparsity (see exact_sparsity)."""
     if mask == "dense" or s == 0:
         return dense_dir(w) if variant == "lth" else f"{dense_dir(w)}/s00.00/{variant}"
     return f"{prefix(w.dataset, w.model, w.recipe, w.seed)}/{mask}/s{sp_tag(s)}/{variant}"
@@ -70,10 +71,8 @@ class W:
 
 
 def exact_sparsity(cfg, mask: str, s: float) -> float:
-    if mask == "dense":
-        return 0.0
-    m = cfg["masks"][mask]
-    return imp_sparsity(imp_level(s, m["rate"]), m["rate"]) if m["method"] == "imp" else s
+    """The sparsity a configured (or path) value stands for: IMP snaps to its nearest level."""
+    return 0.0 if mask == "dense" else snap(cfg, mask, s, f"masks.{mask}")
 
 
 def recipe_for_retrain(cfg, name) -> dict:
@@ -155,16 +154,22 @@ def artefact_variants(a: dict) -> list[str]:
 
 
 def artefact_runs(cfg, aid: str) -> list[dict]:
-    """One row per (seed, sparsity, variant) the artefact needs, with its summary.json path."""
+    """One row per (experiment, mask, seed, sparsity, variant) the artefact needs, with its
+    summary.json path; `sparsity` is the configured (nominal) value, `exact` the run's."""
     a = cfg["artefacts"][aid]
-    e = cfg["experiments"][a["experiment"]]
     rows = []
-    for seed in e["seeds"]:
-        w = W(dataset=e["dataset"], model=e["model"], recipe=e["recipe"], seed=seed)
-        for s in a.get("sparsities", e["sparsities"][a["mask"]]):
-            for v in artefact_variants(a):
-                rows.append({"seed": seed, "sparsity": s, "variant": v, "mask": a["mask"],
-                             "path": f"{run_dir(w, a['mask'], s, v)}/summary.json"})
+    for ename in a["experiments"]:
+        e = cfg["experiments"][ename]
+        for mask in a["masks"]:
+            for seed in e["seeds"]:
+                w = W(dataset=e["dataset"], model=e["model"], recipe=e["recipe"], seed=seed)
+                for s in [0.0] if mask == "dense" else a.get("sparsities", e["sparsities"][mask]):
+                    exact = exact_sparsity(cfg, mask, s) if s else 0.0
+                    for v in artefact_variants(a):
+                        if "rows" in a and [mask, v] not in a["rows"]:
+                            continue
+                        rows.append({"experiment": ename, "mask": mask, "seed": seed, "sparsity": s, "exact": exact,
+                                     "variant": v, "path": f"{run_dir(w, mask, exact, v)}/summary.json"})
     return rows
 
 

@@ -13,6 +13,8 @@ A run is described by a JSON-able `spec` (built by `ticketlab.plan` from the con
     save_epochs  epochs after which to save the weights (rewind points), 0 = the initialisation
 Writes into `outdir`: final.pt, metrics.csv (one row per epoch), summary.json, init.pt and
 rewind_e<k>.pt when asked, and checkpoint.pt after every epoch (atomically; removed on success).
+final.pt is the state dict after every tweak's `export` (e.g. ghost skip parameters stripped); tweaks that
+override `on_train_step` are called before every optimisation step with the progress in epochs.
 A run started again resumes from checkpoint.pt when the checkpoint was written for the same spec.
 """
 from __future__ import annotations
@@ -195,6 +197,7 @@ class Run:
             for t in self.tweaks:
                 t.on_init(self.model, self.mask, self.ctx)
             self.mask.apply_(self.model)
+        self.step_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "on_train_step")]
         losses = [t.loss(self.ctx) for t in self.tweaks]
         losses = [f for f in losses if f is not None]
         self.loss_fn = losses[0] if losses else (lambda logits, y, x: F.cross_entropy(logits, y))
@@ -218,8 +221,12 @@ class Run:
                      "sched": self.sched.state_dict(), "rng": self.g.get_state(), "rows": self.rows,
                      "epoch": self.epoch, "log": self.ctx.log}, self.ckpt_path)
 
-    def _save_weights(self, name: str):
-        atomic_save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, self.path(name))
+    def _save_weights(self, name: str, export: bool = False):
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        if export:
+            for t in self.tweaks:
+                state = t.export(state)
+        atomic_save(state, self.path(name))
 
     def train_epoch(self) -> tuple[float, float]:
         r, model = self.spec["recipe"], self.model
@@ -227,7 +234,12 @@ class Run:
         total, correct, n = 0.0, 0, 0
         grads_masks = [m for _, m in self.masked]
         weights = [p for p, _ in self.masked]
+        steps = -(-len(self.data.split["train"][1]) // r["batch_size"])
         for step, (x, y) in enumerate(self.data.train_batches(r["batch_size"], r.get("augment", {}), self.g)):
+            if self.step_hooks:
+                progress = self.epoch + step / steps
+                for t in self.step_hooks:
+                    t.on_train_step(model, progress, self.ctx)
             out = model(x)
             loss = self.loss_fn(out, y, x)
             if not torch.isfinite(loss):
@@ -278,7 +290,7 @@ class Run:
         return self.finish(time.time() - t0)
 
     def finish(self, seconds: float) -> dict:
-        self._save_weights("final.pt")
+        self._save_weights("final.pt", export=True)
         with open(self.path("metrics.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
             w.writeheader()

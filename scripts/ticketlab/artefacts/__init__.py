@@ -19,39 +19,50 @@ def label(cfg_variants: dict, name: str) -> str:
     return cfg_variants.get(name, {}).get("label", name)
 
 
+KEYS = ["experiment", "mask", "sparsity", "variant"]
+
+
 def read_runs(rows: list[dict], metric: str) -> pd.DataFrame:
     records = []
     for r in rows:
         with open(r["path"]) as f:
             s = json.load(f)
-        records.append({**{k: r[k] for k in ("seed", "sparsity", "variant", "mask")}, "value": s[metric]})
+        records.append({**{k: r[k] for k in KEYS + ["seed", "exact"]}, "value": s[metric]})
     return pd.DataFrame.from_records(records)
 
 
 def read_paper(paths: list[str]) -> pd.DataFrame:
+    """Paper values: columns sparsity (exact percent), variant, value, and optionally experiment
+    and mask (when a paper table spans several); printed and source are for people."""
     frames = [pd.read_csv(p) for p in paths]
     if not frames:
         return pd.DataFrame(columns=["sparsity", "variant", "value"])
-    return pd.concat(frames).drop_duplicates(["sparsity", "variant"])
+    paper = pd.concat(frames)
+    return paper.drop_duplicates([c for c in KEYS if c in paper.columns])
 
 
-def paper_at(paper: pd.DataFrame, sparsity: float, variant: str) -> float:
-    """The paper's value for a variant at the paper sparsity nearest ours (within PAPER_MATCH points)."""
-    p = paper[paper["variant"] == variant]
+def paper_at(paper: pd.DataFrame, row: dict) -> float:
+    """The paper's value for a cell: same variant (and experiment/mask where the file names them),
+    sparsity within PAPER_MATCH percentage points of ours."""
+    p = paper[paper["variant"] == row["variant"]]
+    for key in ("experiment", "mask"):
+        if key in p.columns:
+            p = p[p[key] == row[key]]
     if p.empty:
         return float("nan")
-    d = (p["sparsity"] - 100 * sparsity).abs()
+    d = (p["sparsity"] - 100 * row["sparsity"]).abs()
     return float(p.loc[d.idxmin(), "value"]) if d.min() <= PAPER_MATCH else float("nan")
 
 
 def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str) -> pd.DataFrame:
-    g = runs.groupby(["mask", "sparsity", "variant"], sort=False)["value"]
-    tidy = g.agg(mean="mean", std="std", n="count").reset_index()
+    """One row per cell: mean, std (ddof 1; 0 for one seed), n over seeds, and the paper's value."""
+    g = runs.groupby(KEYS, sort=False)
+    tidy = g["value"].agg(mean="mean", std="std", n="count").reset_index()
+    tidy["exact_sparsity"] = g["exact"].first().values
     tidy["std"] = tidy["std"].fillna(0.0)
     tidy.insert(0, "artefact", aid)
-    tidy.insert(4, "metric", metric)
-    tidy["sparsity_pct"] = (100 * tidy["sparsity"]).round(2)
-    tidy["paper"] = [paper_at(paper, s, v) for s, v in zip(tidy["sparsity"], tidy["variant"])]
+    tidy.insert(5, "metric", metric)
+    tidy["paper"] = [paper_at(paper, r) for r in tidy.to_dict("records")]
     return tidy
 
 

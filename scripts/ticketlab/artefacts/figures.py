@@ -32,7 +32,10 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     xs = sorted(s for s in tidy["sparsity"].unique() if s > 0)
     pos = {s: i for i, s in enumerate(xs)}
+    everything = tidy
     for ax, panel in zip(axes[0], panels):
+        tidy = everything[(everything["experiment"] == panel.get("experiment", spec["experiments"][0]))
+                          & (everything["mask"] == panel.get("mask", spec["masks"][0]))]
         axp = ax.twinx() if tidy.loc[tidy["variant"].isin(panel["variants"]), "paper"].notna().any() else None
         for i, v in enumerate(panel["variants"]):
             color = f"C{i}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ticketlab.registry import Registry
@@ -11,6 +12,27 @@ ACTIVATIONS = Registry("activation")
 ACTIVATIONS.register("relu")(nn.ReLU)
 ACTIVATIONS.register("swish")(nn.SiLU)
 ACTIVATIONS.register("mish")(nn.Mish)
+
+
+@ACTIVATIONS.register("pswish")
+class PSwish(nn.Module):
+    """Parametric Swish x*sigmoid(beta*x) (seed 002, 2.2): beta=1 is Swish, beta->inf tends to ReLU.
+    `beta` is a plain float (not a parameter or buffer, so the state dict is that of the ReLU model);
+    with `relu = True` the module computes exactly F.relu(x). The ghost tweak (tweaks/ghost.py) sets both."""
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = float(beta)
+        self.relu = False
+
+    def forward(self, x):
+        if self.relu:
+            return F.relu(x)
+        return x * torch.sigmoid(self.beta * x)
+
+    def extra_repr(self):
+        return "relu" if self.relu else f"beta={self.beta:g}"
+
 
 EXTRA_SKIP_WEIGHT = 1e-4  # constant fill of the extra 1x1 skip convs, as in the authors' released code
 
@@ -36,10 +58,14 @@ def is_extra(module: nn.Module) -> bool:
 
 class ConvBN(nn.Module):
     """conv (no bias) followed by BatchNorm2d. With extra_skip=True and kernel_size 3, adds an extra skip
-    connection across the conv: out = bn(conv(x)) + skip_bn(skip_conv(x)), skip_conv a 1x1 conv with the
-    same stride and in/out channels (groups=1), weights filled with 1e-4 (as in the authors' released code),
+    connection across the conv: out = bn(conv(x)) + skip_gate * skip_bn(skip_conv(x)), skip_conv a 1x1 conv
+    with the same stride and in/out channels (groups=1), weights filled with 1e-4 (as in the authors' released code),
     followed by its own BatchNorm2d. Activation is NOT applied inside (the caller applies it after adding).
-    For other kernel sizes extra_skip is ignored (no skip across 1x1 convs)."""
+    For other kernel sizes extra_skip is ignored (no skip across 1x1 convs).
+    `skip_gate` is a plain float (default 1.0; the ghost tweak anneals it): at 0 the skip path is not computed
+    at all, so its parameters get no gradient and its BN statistics stay as they are."""
+
+    EXTRA_MODULES = ("skip_conv", "skip_bn")  # the submodules of the extra skip (flagged ticketlab_extra)
 
     def __init__(self, cin, cout, kernel_size, stride=1, padding=None, groups=1, extra_skip=False):
         super().__init__()
@@ -48,6 +74,7 @@ class ConvBN(nn.Module):
         self.conv = nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=padding, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout)
         self.has_extra_skip = bool(extra_skip) and kernel_size == 3
+        self.skip_gate = 1.0
         if self.has_extra_skip:
             self.skip_conv = mark_extra(nn.Conv2d(cin, cout, 1, stride=stride, bias=False))
             self.skip_bn = mark_extra(nn.BatchNorm2d(cout))
@@ -56,6 +83,7 @@ class ConvBN(nn.Module):
 
     def forward(self, x):
         out = self.bn(self.conv(x))
-        if self.has_extra_skip:
-            out = out + self.skip_bn(self.skip_conv(x))
+        if self.has_extra_skip and self.skip_gate != 0.0:
+            skip = self.skip_bn(self.skip_conv(x))
+            out = out + (skip if self.skip_gate == 1.0 else self.skip_gate * skip)
         return out

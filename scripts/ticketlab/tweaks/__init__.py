@@ -4,7 +4,12 @@ A tweak is a subclass of `Tweak` in its own module of this package, registered w
 `@TWEAKS.register("name")`. It may
   * change how the model is built (`model_kwargs`, e.g. extra skips or the activation),
   * change the initialised, masked model before training (`on_init`, e.g. layer-wise scaling),
-  * replace the loss (`loss`, e.g. label smoothing or distillation).
+  * replace the loss (`loss`, e.g. label smoothing or distillation),
+  * change the model during training (`on_train_step`, called before every optimisation step with the
+    progress in epochs, e.g. the "ghost" schedules of seed 002), and
+  * transform the state dict written as final.pt (`export`, e.g. strip the ghost skip parameters).
+`on_train_step` must be a pure function of (model, progress, recipe): a resumed run rebuilds the model
+and recomputes it, so anything it sets must not depend on earlier calls (resume is bitwise identical).
 Its settings are `defaults` (overridable in the config's `tweaks:` section and per variant);
 `schema` (JSON schema of the settings) is checked when the configuration is loaded.
 Adding a tweak = one module here + a variant entry in the config.
@@ -38,6 +43,20 @@ class Tweak:
     def loss(self, ctx) -> Callable | None:
         """Return fn(logits, targets, inputs) -> scalar loss, or None to keep cross-entropy."""
         return None
+
+    def on_train_step(self, model: torch.nn.Module, progress: float, ctx) -> None:
+        """Called before every optimisation step (before the forward pass), progress = epochs completed as
+        a float (epoch index + step / steps_per_epoch); ctx.spec["recipe"] has the milestones etc.
+        Only tweaks that override it are called. Must depend on progress only (see the module doc)."""
+
+    def export(self, state: dict) -> dict:
+        """Transform the state dict written as final.pt (what masks and analyses read)."""
+        return state
+
+
+def overrides(tweak: Tweak, hook: str) -> bool:
+    """Whether the tweak's class overrides the base hook `hook`."""
+    return getattr(type(tweak), hook) is not getattr(Tweak, hook)
 
 
 for _m in pkgutil.iter_modules(__path__):
