@@ -97,3 +97,14 @@ def test_critical_sparsity_is_where_the_lines_cross():
     tidy = pd.DataFrame(rows, columns=["sparsity", "variant", "mean"])
     assert crossing(tidy, "a", "b") == 0.8
     assert crossing(tidy, "b", "a") is None  # b is never ahead and then caught
+
+
+def test_tost_paper_dry_run_plans_every_experiment_without_data(tmp_path):
+    out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper" / "tost.yaml"))
+    jobs = planned(out)
+    for ds in ("cifar10", "cifar100", "tinyimagenet"):
+        assert f"results/data/{ds}.npz" in out
+    # 13 experiments x 3 seeds of dense training; every ToST artefact and seed 000's A4 / Fig. 5
+    assert jobs["dense_tost"] == 13 * 3 and jobs["prepare_data"] == 3
+    assert jobs["table"] == 5 and jobs["figure"] == 3
+    assert "results/runs/cifar10/resnet32/tost/seed42/synflow/s98.00/tost/final.pt" in out

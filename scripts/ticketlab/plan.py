@@ -137,7 +137,7 @@ def mask_spec(cfg, w) -> dict:
             weights = f"{run_dir(w, w.mask, prev, 'lth')}/final.pt"
             previous = mask_path(w, w.mask, prev)
     if m.get("source_mask"):
-        source = mask_path(w, m["source_mask"], s)
+        source = mask_path(w, m["source_mask"], exact_sparsity(cfg, m["source_mask"], s))
     return canonical({**m, "sparsity": s, "weights": weights, "previous": previous, "source": source,
                       "data": data_path(w.dataset), "model": cfg["models"][w.model], "seed": int(w.seed)})
 

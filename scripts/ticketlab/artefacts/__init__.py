@@ -41,20 +41,22 @@ def read_paper(paths: list[str]) -> pd.DataFrame:
     return paper.drop_duplicates([c for c in KEYS if c in paper.columns])
 
 
-def paper_at(paper: pd.DataFrame, row: dict) -> float:
-    """The paper's value for a cell: same variant (and experiment/mask where the file names them),
-    sparsity within PAPER_MATCH percentage points of ours."""
+def paper_at(paper: pd.DataFrame, row: dict, same: dict | None = None) -> float:
+    """The paper's value for a cell: same variant (and experiment/mask where the file names them;
+    `same` maps our experiment to the paper's, e.g. a demo stand-in), sparsity within PAPER_MATCH
+    percentage points of ours."""
     p = paper[paper["variant"] == row["variant"]]
+    want = {"experiment": (same or {}).get(row["experiment"], row["experiment"]), "mask": row["mask"]}
     for key in ("experiment", "mask"):
         if key in p.columns:
-            p = p[p[key] == row[key]]
+            p = p[p[key] == want[key]]
     if p.empty:
         return float("nan")
     d = (p["sparsity"] - 100 * row["sparsity"]).abs()
     return float(p.loc[d.idxmin(), "value"]) if d.min() <= PAPER_MATCH else float("nan")
 
 
-def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str) -> pd.DataFrame:
+def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str, same: dict | None = None) -> pd.DataFrame:
     """One row per cell: mean, std (ddof 1; 0 for one seed), n over seeds, and the paper's value."""
     g = runs.groupby(KEYS, sort=False)
     tidy = g["value"].agg(mean="mean", std="std", n="count").reset_index()
@@ -62,14 +64,14 @@ def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str) ->
     tidy["std"] = tidy["std"].fillna(0.0)
     tidy.insert(0, "artefact", aid)
     tidy.insert(5, "metric", metric)
-    tidy["paper"] = [paper_at(paper, r) for r in tidy.to_dict("records")]
+    tidy["paper"] = [paper_at(paper, r, same) for r in tidy.to_dict("records")]
     return tidy
 
 
 def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[str], outputs: list[str], aid: str):
     runs = read_runs(rows, spec["metric"])
     paper = read_paper(paper_paths)
-    tidy = summarise(runs, paper, aid, spec["metric"])
+    tidy = summarise(runs, paper, aid, spec["metric"], spec.get("paper_experiments"))
     tidy["label"] = [label(variants_cfg, v) for v in tidy["variant"]]
     ARTEFACTS.get(spec["kind"])(spec, tidy, paper, outputs)
 
