@@ -81,7 +81,8 @@ def main(smk) -> None:
             elif rule == "mask":
                 make_mask(smk.params.spec, smk.output.mask)
             elif rule in ("table", "figure"):
-                make_artefact(smk.params.spec, smk.params.variants, smk.params.rows, list(smk.input.paper),
+                job = smk.params.job
+                make_artefact(job["spec"], job["variants"], job["rows"], list(smk.input.paper),
                               list(smk.output), smk.wildcards.id)
             else:
                 raise ValueError(f"no job for rule {rule!r}")

@@ -15,7 +15,7 @@ weights give level k+1's mask, so it runs once and serves both.
 from __future__ import annotations
 
 from .config import REPO, snap
-from .masks import imp_level, imp_sparsity
+from .masks import MASK_METHODS, imp_level, imp_sparsity
 
 RESULTS = "results"
 TABLE_KINDS = {"sparsity_table", "grid_table"}
@@ -124,7 +124,6 @@ def mask_spec(cfg, w) -> dict:
     prunes the level k-1 `lth` run (the dense run at k=1) under the level k-1 mask; the others prune
     the trained dense run. Methods that prune at initialisation get the dense run's init.pt.
     ratios_from also reads the source mask set's file at the same sparsity."""
-    from .masks import MASK_METHODS
     m = cfg["masks"][w.mask]
     s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
     method = MASK_METHODS.get(m["method"])
@@ -164,13 +163,20 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
             for seed in e["seeds"]:
                 w = W(dataset=e["dataset"], model=e["model"], recipe=e["recipe"], seed=seed)
                 for s in [0.0] if mask == "dense" else a.get("sparsities", e["sparsities"][mask]):
-                    exact = exact_sparsity(cfg, mask, s) if s else 0.0
+                    exact = exact_sparsity(cfg, mask, s)
                     for v in artefact_variants(a):
                         if "rows" in a and [mask, v] not in a["rows"]:
                             continue
                         rows.append({"experiment": ename, "mask": mask, "seed": seed, "sparsity": s, "exact": exact,
                                      "variant": v, "path": f"{run_dir(w, mask, exact, v)}/summary.json"})
     return rows
+
+
+def artefact_job(cfg, aid: str) -> dict:
+    """What an artefact job reads: its settings, the runs it shows and those runs' variant settings."""
+    a = cfg["artefacts"][aid]
+    return canonical({"spec": a, "rows": artefact_runs(cfg, aid),
+                      "variants": {v: cfg["variants"][v] for v in artefact_variants(a)}})
 
 
 def paper_values(cfg, aid: str) -> list[str]:

@@ -179,9 +179,10 @@ class Run:
         self.model.to(self.device)
         self.mask = Mask.load(spec["mask"], self.model).to(self.device) if spec.get("mask") else Mask()
         self.mask.apply_(self.model)
-        if self.mask and self.mask.report()["empty_layers"]:
+        empty = self.mask.report()["empty_layers"] if self.mask else []
+        if empty:
             self.log(f"[{self.name}] WARNING: the mask prunes these layers to nothing (no signal passes them "
-                     f"except through shortcuts): {self.mask.report()['empty_layers']}")
+                     f"except through shortcuts): {empty}")
         params = dict(self.model.named_parameters())
         self.masked = [(params[k], m.to(params[k].dtype)) for k, m in self.mask.items()]
         self.g = torch.Generator().manual_seed(spec["seed"])

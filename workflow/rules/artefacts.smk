@@ -3,19 +3,24 @@ def _ids(kinds):
     return "|".join(a for a, s in CFG["artefacts"].items() if s["kind"] in kinds) or "^$"
 
 
+def _artefact_inputs(w):
+    return {"runs": [r["path"] for r in plan.artefact_runs(CFG, w.id)], "paper": plan.paper_values(CFG, w.id)}
+
+
+def _artefact_job(w):
+    return plan.artefact_job(CFG, w.id)
+
+
 rule table:
     input:
-        runs=lambda w: [r["path"] for r in plan.artefact_runs(CFG, w.id)],
-        paper=lambda w: plan.paper_values(CFG, w.id),
+        unpack(_artefact_inputs),
     output:
         csv=report("results/tables/{id}.csv", category="Tables", labels={"id": "{id}"}),
         md="results/tables/{id}.md",
     wildcard_constraints:
         id=_ids(plan.TABLE_KINDS),
     params:
-        spec=lambda w: plan.canonical(CFG["artefacts"][w.id]),
-        rows=lambda w: plan.artefact_runs(CFG, w.id),
-        variants=lambda w: plan.canonical({v: CFG["variants"][v] for v in plan.artefact_variants(CFG["artefacts"][w.id])}),
+        job=_artefact_job,
     log:
         "results/logs/artefacts/{id}.log",
     conda:
@@ -26,8 +31,7 @@ rule table:
 
 rule figure:
     input:
-        runs=lambda w: [r["path"] for r in plan.artefact_runs(CFG, w.id)],
-        paper=lambda w: plan.paper_values(CFG, w.id),
+        unpack(_artefact_inputs),
     output:
         png=report("results/figures/{id}.png", category="Figures", labels={"id": "{id}"}),
         pdf="results/figures/{id}.pdf",
@@ -35,9 +39,7 @@ rule figure:
     wildcard_constraints:
         id=_ids(plan.FIGURE_KINDS),
     params:
-        spec=lambda w: plan.canonical(CFG["artefacts"][w.id]),
-        rows=lambda w: plan.artefact_runs(CFG, w.id),
-        variants=lambda w: plan.canonical({v: CFG["variants"][v] for v in plan.artefact_variants(CFG["artefacts"][w.id])}),
+        job=_artefact_job,
     log:
         "results/logs/artefacts/{id}.log",
     conda:

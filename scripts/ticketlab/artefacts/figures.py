@@ -32,14 +32,13 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     xs = sorted(s for s in tidy["sparsity"].unique() if s > 0)
     pos = {s: i for i, s in enumerate(xs)}
-    everything = tidy
     for ax, panel in zip(axes[0], panels):
-        tidy = everything[(everything["experiment"] == panel.get("experiment", spec["experiments"][0]))
-                          & (everything["mask"] == panel.get("mask", spec["masks"][0]))]
-        axp = ax.twinx() if tidy.loc[tidy["variant"].isin(panel["variants"]), "paper"].notna().any() else None
+        shown = tidy[(tidy["experiment"] == panel.get("experiment", spec["experiments"][0]))
+                     & (tidy["mask"] == panel.get("mask", spec["masks"][0]))]
+        axp = ax.twinx() if shown.loc[shown["variant"].isin(panel["variants"]), "paper"].notna().any() else None
         for i, v in enumerate(panel["variants"]):
             color = f"C{i}"
-            d = tidy[tidy["variant"] == v].sort_values("sparsity")
+            d = shown[shown["variant"] == v].sort_values("sparsity")
             lab = d["label"].iloc[0]
             dense, sparse = d[d["sparsity"] == 0], d[d["sparsity"] > 0]
             x = [pos[s] for s in sparse["sparsity"]]
@@ -50,7 +49,7 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
             if axp is not None and sparse["paper"].notna().any():
                 axp.plot(x, sparse["paper"], "o:", mfc="none", color=color, lw=0.8, ms=4, label=f"{lab}, paper")
         if panel.get("mark_crossing"):
-            c = crossing(tidy[tidy["variant"].isin(panel["mark_crossing"])], *panel["mark_crossing"])
+            c = crossing(shown[shown["variant"].isin(panel["mark_crossing"])], *panel["mark_crossing"])
             if c is not None:
                 ax.axvline(pos[c], color="k", lw=0.8, ls="-.", label=f"critical sparsity {100 * c:.1f}%")
         ax.set_xticks(range(len(xs)), [f"{100 * s:.0f}" for s in xs])

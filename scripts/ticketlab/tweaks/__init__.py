@@ -69,7 +69,7 @@ def build(tweak_specs: dict[str, dict]) -> list[Tweak]:
     tweaks = [TWEAKS.get(name)(**(params or {})) for name, params in tweak_specs.items()]
     seen: dict[str, str] = {}
     for name, t in zip(tweak_specs, tweaks):
-        keys = list(t.model_kwargs()) + (["loss"] if type(t).loss is not Tweak.loss else [])
+        keys = list(t.model_kwargs()) + (["loss"] if overrides(t, "loss") else [])
         for key in keys:
             if key in seen:
                 raise ValueError(f"tweaks {seen[key]!r} and {name!r} both set {key!r}; they cannot be combined")
