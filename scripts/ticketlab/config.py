@@ -54,6 +54,7 @@ def validate(cfg: dict, schema: dict | None = None) -> dict:
         raise ConfigError("config error at variants.lth: `lth` is the plain ticket (the IMP chain's own run); "
                           "it takes no tweaks and init lth — give a tweaked variant another name")
     _check_tweaks(cfg)
+    _check_analyses(cfg)
     _check_references(cfg)
     _check_sparsities(cfg)
     return cfg
@@ -84,6 +85,46 @@ def _check_tweaks(cfg):
             raise ConfigError(f"config error at variants.{vname}: init 'rewind' needs rewind_epoch")
 
 
+# artefact kind -> the analysis kinds it can show
+ANALYSIS_ARTEFACTS = {"activation_table": {"activations"}, "analysis_sparsity": {"hessian", "perturbation"},
+                      "curve_lines": {"trajectory", "perturbation"}, "landscape": {"landscape"}}
+
+
+def _check_analyses(cfg):
+    from .analysis import ANALYSES  # imports torch; only here
+    from .train import MONITOR_DEFAULTS
+    for name, a in cfg["analyses"].items():
+        where = f"analyses.{name}"
+        known = MONITOR_DEFAULTS if a["kind"] == "trajectory" else ANALYSES.get(a["kind"]).defaults
+        allowed = set(known) | {"kind"} | ({"weights"} if a["kind"] != "trajectory" else set())
+        for k, v in a.items():
+            if k not in allowed:
+                raise ConfigError(f"config error at {where}.{k}: unknown setting for kind {a['kind']!r}; "
+                                  f"known: {sorted(allowed - {'kind'})}")
+            if k in known and not isinstance(v, type(known[k])) and not (isinstance(known[k], float) and isinstance(v, int)):
+                raise ConfigError(f"config error at {where}.{k}: expected {type(known[k]).__name__}, got {v!r}")
+        if a.get("weights"):
+            src = cfg["analyses"].get(a["weights"])
+            if src is None or src["kind"] != "trajectory":
+                raise ConfigError(f"config error at {where}.weights: {a['weights']!r} is not a trajectory analysis")
+
+
+def _check_artefact_analysis(cfg, a: dict, where: str):
+    kinds = ANALYSIS_ARTEFACTS.get(a["kind"])
+    if kinds is None:
+        if "analysis" in a:
+            raise ConfigError(f"config error at {where}.analysis: kind {a['kind']!r} shows run summaries, not analyses")
+        return
+    if "analysis" not in a:
+        raise ConfigError(f"config error at {where}: kind {a['kind']!r} needs `analysis` (one of analyses: {sorted(cfg['analyses'])})")
+    _need(cfg, f"{where}.analysis", "analyses", a["analysis"])
+    if cfg["analyses"][a["analysis"]]["kind"] not in kinds:
+        raise ConfigError(f"config error at {where}.analysis: {a['kind']} shows {sorted(kinds)} analyses, "
+                          f"{a['analysis']!r} is {cfg['analyses'][a['analysis']]['kind']!r}")
+    if a["kind"] in ("analysis_sparsity", "curve_lines") and "show" not in a:
+        raise ConfigError(f"config error at {where}: kind {a['kind']!r} needs `show` (what to plot)")
+
+
 def _need(cfg, where, section, name):
     if name not in cfg[section]:
         raise ConfigError(f"config error at {where}: unknown {section[:-1]} {name!r}; defined: {sorted(cfg[section])}")
@@ -111,12 +152,15 @@ def _check_references(cfg):
     for aname, a in cfg["artefacts"].items():
         where = f"artefacts.{aname}"
         _normalise_lists(a, where)
+        _check_artefact_analysis(cfg, a, where)
         if a["kind"] == "sparsity_table" and (len(a["experiments"]) > 1 or len(a["masks"]) > 1):
             raise ConfigError(f"config error at {where}: a sparsity_table shows one experiment and one mask "
                               f"(use grid_table for several)")
         for i, ename in enumerate(a["experiments"]):
             _need(cfg, f"{where}.experiments[{i}]", "experiments", ename)
             e = cfg["experiments"][ename]
+            if not set(a.get("seeds", e["seeds"])) & set(e["seeds"]):
+                raise ConfigError(f"config error at {where}.seeds: none of {a['seeds']} is a seed of experiment {ename!r}")
             for mname in a["masks"]:
                 if mname != "dense" and mname not in e["sparsities"]:
                     raise ConfigError(f"config error at {where}.masks: experiment {ename!r} lists no sparsities "

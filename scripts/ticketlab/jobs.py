@@ -64,6 +64,53 @@ def make_mask(spec: dict, out: str) -> None:
         print(f"WARNING: layers pruned to nothing: {r['empty_layers']}")
 
 
+def analyse(spec: dict, out: str, threads: int = 1) -> dict:
+    """Run one registered analysis (ticketlab.analysis) on a trained run and write its JSON result,
+    with the settings and the seconds it took."""
+    import time
+
+    import torch
+
+    from .analysis import ANALYSES
+    from .train import Data, load_trained, pick_device
+
+    torch.set_num_threads(max(1, threads))
+    run, a = spec["run"], spec["analysis"]
+    device = pick_device(run.get("device", "auto"))
+    data = Data(run["data"], device)
+    model, mask = load_trained(run, spec["weights"], data, spec["epochs"], device)
+    t0 = time.time()
+    result = ANALYSES.get(a["kind"])(model, mask, data, {k: v for k, v in a.items() if k not in ("kind", "weights")})
+    result = {**result, "analysis": a, "run": run["name"], "weights": spec["weights"], "seconds": time.time() - t0}
+    _write_json(result, out)
+    print(f"{out}: {a['kind']} in {result['seconds']:.1f}s")
+    return result
+
+
+def trajectory(spec: dict, out: str, threads: int = 1) -> dict:
+    """Re-train a run with its monitors on; the curves (accuracy and top Hessian eigenvalue per epoch,
+    gradient flow per step) go to `out`, the re-run's weights, metrics and summary beside it."""
+    from .train import Run
+    r = Run(spec, spec["name"], threads)
+    summary = r.run()
+    curves = {k: {"x": [row["epoch"] for row in r.rows], "y": [row[k] for row in r.rows]}
+              for k in ("train_acc", "val_acc", "test_acc", "test_loss", "top_eigenvalue") if k in r.rows[0]}
+    if r.flow:
+        curves["gradient_flow"] = {"x": [f["step"] for f in r.flow], "y": [f["gradient_flow"] for f in r.flow]}
+    result = {"curves": curves, "milestones": spec["recipe"]["milestones"], "best_val_epoch": summary["best_val_epoch"],
+              "steps_per_epoch": -(-len(r.data.split["train"][1]) // spec["recipe"]["batch_size"]),
+              "analysis": spec["monitor"], "run": spec["name"], "seconds": summary["train_seconds"]}
+    _write_json(result, out)
+    return result
+
+
+def _write_json(obj, out: str) -> None:
+    tmp = f"{out}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, out)
+
+
 def make_artefact(spec: dict, variants: dict, rows: list[dict], paper: list[str], outputs: list[str], aid: str):
     from .artefacts import build
     build(spec, variants, rows, paper, outputs, aid)
@@ -80,6 +127,10 @@ def main(smk) -> None:
                 train(smk.params.spec, os.path.dirname(smk.output[0]), smk.threads)
             elif rule == "mask":
                 make_mask(smk.params.spec, smk.output.mask)
+            elif rule == "analysis":
+                analyse(smk.params.spec, smk.output[0], smk.threads)
+            elif rule == "trajectory":
+                trajectory(smk.params.spec, smk.output.json, smk.threads)
             elif rule in ("table", "figure"):
                 job = smk.params.job
                 make_artefact(job["spec"], job["variants"], job["rows"], list(smk.input.paper),

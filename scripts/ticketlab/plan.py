@@ -4,6 +4,8 @@
     results/runs/{dataset}/{model}/{recipe}/seed{seed}/dense/                      dense training
     results/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.pt      one mask per sparsity
     results/runs/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}/{variant}/   re-training
+    results/analysis/{run}/{analysis}.json       an analysis of a run ({run}: its path under results/runs)
+    results/analysis/{run}/{analysis}/           a trajectory analysis's monitored re-run (final.pt, metrics)
     results/tables/{id}.csv|md, results/figures/{id}.png|pdf                       artefacts
 
 Names in paths are configuration keys (dataset, model, recipe, mask set, variant); their settings
@@ -18,8 +20,8 @@ from .config import REPO, snap
 from .masks import MASK_METHODS, imp_level, imp_sparsity
 
 RESULTS = "results"
-TABLE_KINDS = {"sparsity_table", "grid_table"}
-FIGURE_KINDS = {"sparsity_lines"}
+TABLE_KINDS = {"sparsity_table", "grid_table", "activation_table"}
+FIGURE_KINDS = {"sparsity_lines", "analysis_sparsity", "curve_lines", "landscape"}
 
 
 def sp_tag(s: float) -> str:
@@ -145,6 +147,65 @@ def mask_inputs(spec: dict) -> dict:
     return {k: spec[k] for k in ("weights", "previous", "source", "data") if spec.get(k)}
 
 
+def analysis_settings(cfg, name: str) -> dict:
+    """An analysis's kind and full settings (the kind's defaults under the configured values)."""
+    from .train import MONITOR_DEFAULTS
+    a = dict(cfg["analyses"][name])
+    if a["kind"] == "trajectory":
+        defaults = MONITOR_DEFAULTS
+    else:
+        from .analysis import ANALYSES
+        defaults = ANALYSES.get(a["kind"]).defaults
+    return {**defaults, **a}
+
+
+def analysis_path(run: str, name: str) -> str:
+    """run: a run directory (results/runs/...)."""
+    return f"{RESULTS}/analysis/{run.removeprefix(RESULTS + '/runs/')}/{name}.json"
+
+
+def parse_run(run: str):
+    """The wildcards of a run from its path under results/runs (see run_dir): (w, mask, sparsity tag, variant)."""
+    parts = run.split("/")
+    if len(parts) < 5 or not parts[3].startswith("seed"):
+        raise ValueError(f"not a run path: {run!r}")
+    w = dict(dataset=parts[0], model=parts[1], recipe=parts[2], seed=parts[3][4:])
+    rest = parts[4:]
+    if rest == ["dense"]:
+        mask, tag, variant = "dense", "00.00", "lth"
+    elif len(rest) == 3 and rest[1].startswith("s"):
+        mask, tag, variant = rest[0], rest[1][1:], rest[2]
+    else:
+        raise ValueError(f"not a run path: {run!r}")
+    return W(**w, mask=mask, sparsity=tag, variant=variant)
+
+
+def analysis_spec(cfg, run: str, name: str) -> dict:
+    """What an analysis job needs: the run's spec (model, tweaks, mask, data), the weights analysed
+    (the run's final.pt, or the monitored re-run of the trajectory analysis named by `weights`) and
+    how many epochs they were trained (tweak state such as ghost gates depends on it)."""
+    w = parse_run(run)
+    spec = retrain_spec(cfg, w)
+    a = analysis_settings(cfg, name)
+    epochs = spec["recipe"]["epochs"]
+    if a["kind"] == "trajectory":
+        return canonical({**spec, "name": f"{RESULTS}/analysis/{run}/{name}", "monitor": a,
+                          "stop_after": a["epochs"] or None, "export": False})
+    weights = f"{spec['name']}/final.pt"
+    if a.get("weights"):
+        src = analysis_settings(cfg, a["weights"])
+        weights = f"{RESULTS}/analysis/{run}/{a['weights']}/final.pt"
+        epochs = min(epochs, src["epochs"] or epochs)
+    return canonical({"run": spec, "analysis": a, "weights": weights, "epochs": epochs})
+
+
+def analysis_inputs(spec: dict) -> dict:
+    if "run" not in spec:  # trajectory: a training run
+        return spec_inputs(spec)
+    return {k: v for k, v in {"data": spec["run"]["data"], "mask": spec["run"]["mask"],
+                              "weights": spec["weights"]}.items() if v}
+
+
 def artefact_variants(a: dict) -> list[str]:
     names = list(a["variants"]) + ([a["baseline"]] if "baseline" in a else []) + list(a.get("difference", []))
     for p in a.get("panels", []):
@@ -160,21 +221,25 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
     for ename in a["experiments"]:
         e = cfg["experiments"][ename]
         for mask in a["masks"]:
-            for seed in e["seeds"]:
+            for seed in [s for s in e["seeds"] if s in a.get("seeds", e["seeds"])]:
                 w = W(dataset=e["dataset"], model=e["model"], recipe=e["recipe"], seed=seed)
                 for s in [0.0] if mask == "dense" else a.get("sparsities", e["sparsities"][mask]):
                     exact = exact_sparsity(cfg, mask, s)
                     for v in artefact_variants(a):
                         if "rows" in a and [mask, v] not in a["rows"]:
                             continue
+                        run = run_dir(w, mask, exact, v)
+                        path = analysis_path(run, a["analysis"]) if a.get("analysis") else f"{run}/summary.json"
                         rows.append({"experiment": ename, "mask": mask, "seed": seed, "sparsity": s, "exact": exact,
-                                     "variant": v, "path": f"{run_dir(w, mask, exact, v)}/summary.json"})
+                                     "variant": v, "path": path})
     return rows
 
 
 def artefact_job(cfg, aid: str) -> dict:
     """What an artefact job reads: its settings, the runs it shows and those runs' variant settings."""
     a = cfg["artefacts"][aid]
+    if a.get("analysis"):
+        a = {**a, "analysis_kind": cfg["analyses"][a["analysis"]]["kind"]}
     return canonical({"spec": a, "rows": artefact_runs(cfg, aid),
                       "variants": {v: cfg["variants"][v] for v in artefact_variants(a)}})
 

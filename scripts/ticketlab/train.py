@@ -11,6 +11,11 @@ A run is described by a JSON-able `spec` (built by `ticketlab.plan` from the con
     tweaks    {name: params}                           -> ticketlab.tweaks
     teacher   path of the teacher's weights (kd), or null
     save_epochs  epochs after which to save the weights (rewind points), 0 = the initialisation
+    stop_after   stop after this epoch (the LR schedule stays the full recipe's), or null
+    export       write final.pt through the tweaks' export (default true; false keeps e.g. ghost modules)
+    monitor      measurements during training (the `trajectory` analyses), or null: top Hessian eigenvalue
+                 after every epoch (mean over `hessian_batches` fixed training batches) and the gradient
+                 flow every `gradflow_every` steps on `gradflow_examples` fixed training examples
 Writes into `outdir`: final.pt, metrics.csv (one row per epoch), summary.json, init.pt and
 rewind_e<k>.pt when asked, and checkpoint.pt after every epoch (atomically; removed on success).
 final.pt is the state dict after every tweak's `export` (e.g. ghost skip parameters stripped); tweaks that
@@ -39,6 +44,11 @@ from .models import build_model
 
 class TrainingError(RuntimeError):
     pass
+
+
+# settings of a `trajectory` analysis (monitors during training); 0 switches a measurement off
+MONITOR_DEFAULTS = {"epochs": 0, "hessian_batches": 3, "hessian_batch_size": 128, "hessian_max_iter": 100,
+                    "hessian_tol": 1e-3, "gradflow_every": 0, "gradflow_examples": 1000, "seed": 0}
 
 
 def spec_hash(spec: dict) -> str:
@@ -135,6 +145,13 @@ def load_weights(model, path: str, allow_missing_extra: bool = True) -> None:
         raise TrainingError(f"{path}: weights do not fit the model (missing {bad[:5]}, unexpected {unexpected[:5]})")
 
 
+def fixed_examples(data: Data, n: int, seed: int, split: str = "train"):
+    """n examples of a split chosen by seed (all when n is 0 or too large), normalised, not augmented."""
+    x, y = data.split[split]
+    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n or len(y)].to(x.device)
+    return data.normalize(x[idx]), y[idx]
+
+
 def build(spec: dict, data: Data, with_tweaks: bool = True):
     tweaks = tweak_registry.build(spec.get("tweaks", {})) if with_tweaks else []
     kwargs = dict(spec["model"])
@@ -196,12 +213,13 @@ class Run:
                                     {"params": no_decay, "weight_decay": 0.0}],
                                    lr=r["lr"], momentum=r["momentum"], nesterov=r.get("nesterov", False))
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, r["milestones"], r.get("gamma", 0.1))
-        self.rows, self.epoch = [], 0
+        self.rows, self.epoch, self.flow = [], 0, []
         if not (os.path.exists(self.ckpt_path) and self._resume()):
             for t in self.tweaks:
                 t.on_init(self.model, self.mask, self.ctx)
             self.mask.apply_(self.model)
         self.step_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "on_train_step")]
+        self._setup_monitor()
         losses = [t.loss(self.ctx) for t in self.tweaks]
         losses = [f for f in losses if f is not None]
         self.loss_fn = losses[0] if losses else (lambda logits, y, x: F.cross_entropy(logits, y))
@@ -216,14 +234,32 @@ class Run:
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
         self.g.set_state(ck["rng"])
-        self.rows, self.epoch, self.ctx.log = ck["rows"], ck["epoch"], ck["log"]
+        self.rows, self.epoch, self.ctx.log, self.flow = ck["rows"], ck["epoch"], ck["log"], ck["flow"]
         self.log(f"[{self.name}] resumed from checkpoint after epoch {self.epoch}")
         return True
+
+    def _setup_monitor(self):
+        """Fixed batches for the monitors (drawn apart from the training generator, so a monitored run
+        trains exactly as the unmonitored one)."""
+        m = self.monitor = {**MONITOR_DEFAULTS, **(self.spec.get("monitor") or {})} if self.spec.get("monitor") else None
+        if not m:
+            return
+        n, bs = m["hessian_batches"], m["hessian_batch_size"]
+        x, y = fixed_examples(self.data, n * bs, m["seed"])
+        self.hessian_batches = [(x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]) for i in range(n) if i * bs < len(y)]
+        self.flow_examples = fixed_examples(self.data, m["gradflow_examples"], m["seed"] + 1) if m["gradflow_every"] else None
+
+    def _top_eigenvalue(self) -> float:
+        from .analysis.hessian import top_eigenvalues
+        m = self.monitor
+        values = [top_eigenvalues(self.model, self.mask, x, y, max_iter=m["hessian_max_iter"], tol=m["hessian_tol"])[0][0]
+                  for x, y in self.hessian_batches]
+        return float(np.mean(values))
 
     def _checkpoint(self):
         atomic_save({"hash": self.hash, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                      "sched": self.sched.state_dict(), "rng": self.g.get_state(), "rows": self.rows,
-                     "epoch": self.epoch, "log": self.ctx.log}, self.ckpt_path)
+                     "epoch": self.epoch, "log": self.ctx.log, "flow": self.flow}, self.ckpt_path)
 
     def _save_weights(self, name: str, export: bool = False):
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
@@ -239,11 +275,16 @@ class Run:
         grads_masks = [m for _, m in self.masked]
         weights = [p for p, _ in self.masked]
         steps = -(-len(self.data.split["train"][1]) // r["batch_size"])
+        every = self.monitor["gradflow_every"] if self.monitor else 0
         for step, (x, y) in enumerate(self.data.train_batches(r["batch_size"], r.get("augment", {}), self.g)):
             if self.step_hooks:
                 progress = self.epoch + step / steps
                 for t in self.step_hooks:
                     t.on_train_step(model, progress, self.ctx)
+            if every and (self.epoch * steps + step) % every == 0:
+                from .analysis.gradflow import gradient_flow
+                self.flow.append({"step": self.epoch * steps + step, "epoch": self.epoch + step / steps,
+                                  "gradient_flow": gradient_flow(model, self.mask, *self.flow_examples)})
             out = model(x)
             loss = self.loss_fn(out, y, x)
             if not torch.isfinite(loss):
@@ -264,13 +305,14 @@ class Run:
     def run(self) -> dict:
         self.setup()
         r, save_epochs = self.spec["recipe"], set(self.spec.get("save_epochs", []))
+        last = min(r["epochs"], self.spec.get("stop_after") or r["epochs"])
         if self.epoch == 0 and self.spec.get("save_init"):
             self._save_weights("init.pt")
         t0 = time.time()
         stop = {"term": False}
         old = signal.signal(signal.SIGTERM, lambda *a: stop.update(term=True))
         try:
-            while self.epoch < r["epochs"]:
+            while self.epoch < last:
                 te = time.time()
                 lr = self.opt.param_groups[0]["lr"]
                 train_loss, train_acc = self.train_epoch()
@@ -280,10 +322,14 @@ class Run:
                 self.rows.append({"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                                   "val_loss": ev["val"][0], "val_acc": ev["val"][1], "test_loss": ev["test"][0],
                                   "test_acc": ev["test"][1], "seconds": time.time() - te})
+                if self.monitor and self.hessian_batches:
+                    th = time.time()
+                    self.rows[-1]["top_eigenvalue"] = self._top_eigenvalue()
+                    self.rows[-1]["hessian_seconds"] = time.time() - th
                 if self.epoch in save_epochs:
                     self._save_weights(f"rewind_e{self.epoch}.pt")
                 self._checkpoint()
-                self.log(f"[{self.name}] epoch {self.epoch}/{r['epochs']} lr {lr:.4g} "
+                self.log(f"[{self.name}] epoch {self.epoch}/{last} lr {lr:.4g} "
                          f"train {train_loss:.3f}/{train_acc:.2f}% val {ev['val'][1]:.2f}% test {ev['test'][1]:.2f}% "
                          f"({self.rows[-1]['seconds']:.1f}s)")
                 if stop["term"]:
@@ -294,7 +340,7 @@ class Run:
         return self.finish(time.time() - t0)
 
     def finish(self, seconds: float) -> dict:
-        self._save_weights("final.pt", export=True)
+        self._save_weights("final.pt", export=self.spec.get("export", True))
         with open(self.path("metrics.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
             w.writeheader()
@@ -313,6 +359,23 @@ class Run:
         if os.path.exists(self.ckpt_path):
             os.remove(self.ckpt_path)
         return summary
+
+
+def load_trained(spec: dict, weights: str, data: Data, progress: float, device) -> tuple:
+    """The model of a run as it was after `progress` epochs, for analysis: built with the run's tweaks,
+    the progress-dependent tweak state (ghost gates, PSwish beta) set for that point, the weights loaded
+    and masked. Returns (model in eval mode on `device`, mask)."""
+    torch.manual_seed(spec["seed"])
+    model, tweaks = build(spec, data)
+    ctx = SimpleNamespace(spec=spec)
+    for t in tweaks:
+        if tweak_registry.overrides(t, "on_train_step"):
+            t.on_train_step(model, progress, ctx)
+    load_weights(model, weights)
+    model.to(device)
+    mask = Mask.load(spec["mask"], model).to(device) if spec.get("mask") else Mask()
+    mask.apply_(model)
+    return model.eval(), mask
 
 
 def run(spec: dict, outdir: str, threads: int = 1) -> dict:
