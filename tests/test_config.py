@@ -111,3 +111,24 @@ def test_paper_value_files_parse_and_name_known_variants():
         assert {"sparsity", "variant", "value", "source"} <= set(df.columns), path.name
         assert df["value"].between(0, 100).all() and df["sparsity"].between(0, 100).all(), path.name
         assert set(df["variant"]) <= variants, (path.name, set(df["variant"]) - variants)
+
+
+@pytest.mark.parametrize("path,value,where", [
+    (("analyses", "hessian", "batchs"), 3, r"analyses\.hessian\.batchs: unknown setting"),
+    (("analyses", "hessian", "batches"), "ten", r"analyses\.hessian\.batches: expected int"),
+    (("analyses", "landscape", "weights"), "hessian", r"analyses\.landscape\.weights: 'hessian' is not a trajectory"),
+    (("artefacts", "spend_fig2", "analysis"), "landscape", r"artefacts\.spend_fig2\.analysis: analysis_sparsity shows"),
+    (("artefacts", "spend_fig2", "analysis"), KeyError, r"artefacts\.spend_fig2: kind 'analysis_sparsity' needs `analysis`"),
+    (("artefacts", "spend_fig10", "show"), KeyError, r"artefacts\.spend_fig10: kind 'curve_lines' needs `show`"),
+    (("artefacts", "spend_tab_a2", "analysis"), "hessian", r"artefacts\.spend_tab_a2\.analysis: kind 'sparsity_table' shows run"),
+    (("artefacts", "spend_fig8", "seeds"), [7], r"artefacts\.spend_fig8\.seeds: none of \[7\]"),
+])
+def test_analysis_errors_name_the_key(path, value, where):
+    with pytest.raises(ConfigError, match=where):
+        validate(broken(path, value))
+
+
+def test_analysis_kinds_in_the_schema_match_the_registry():
+    from ticketlab.analysis import ANALYSES
+    enum = SCHEMA["properties"]["analyses"]["additionalProperties"]["properties"]["kind"]["enum"]
+    assert set(enum) == set(ANALYSES) | {"trajectory"}

@@ -68,8 +68,10 @@ def test_rerun_is_a_noop_and_a_changed_variant_reruns_only_its_jobs(smoke_run, t
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(changed))
     jobs = planned(snakemake(smoke_run, "-n", "--configfile", str(path)))
-    # the ls variant at 0% and 36%, and the artefacts that show it (spend Table A2, Figure 1; ToST Table 4)
-    assert jobs == {"retrain": 2, "table": 2, "figure": 1, "all": 1}
+    # the ls variant at 0% and 36%, and the artefacts that show it (spend Table A2, Figure 1; ToST Table 4);
+    # its analyses: the Hessian (Fig. A13), the epoch-1 re-run and its landscape (Fig. 4), the final
+    # landscape (Fig. 8 and ToST Fig. 10 share it), and those four figures
+    assert jobs == {"retrain": 2, "table": 2, "figure": 5, "analysis": 3, "trajectory": 1, "all": 1}
 
 
 def test_report_holds_the_artefacts(smoke_run):
@@ -89,6 +91,13 @@ def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
     assert jobs["retrain"] == seeds * (tweaked_dense + per_level * levels + omp)
     assert jobs["mask"] == seeds * 2 * levels and jobs["dense_spend"] == seeds
     assert "results/data/cifar100.npz" in out
+    # analyses: Hessian of 3 + 3 more variants at 4 levels (Fig. 2, A13), activations of 2 variants at 6
+    # levels (Table A1), perturbation of 4 variants (Fig. 10), and one seed's landscapes of 4 variants,
+    # final and at epoch 5 (Fig. 8, 4); re-runs: the 4 epoch-5 models, 2 monitored variants (Fig. A11)
+    hessian, activations, perturbation, landscapes = 6 * 4 * seeds, 2 * 6 * seeds, 4 * seeds, 2 * 4
+    assert jobs["analysis"] == hessian + activations + perturbation + landscapes
+    assert jobs["trajectory"] == 4 + 2 * seeds
+    assert "results/analysis/cifar100/resnet18/spend/seed42/imp/s91.41/at_trt/monitored.json" in out
 
 
 def test_critical_sparsity_is_where_the_lines_cross():
@@ -106,5 +115,8 @@ def test_tost_paper_dry_run_plans_every_experiment_without_data(tmp_path):
         assert f"results/data/{ds}.npz" in out
     # 13 experiments x 3 seeds of dense training; every ToST artefact and seed 000's A4 / Fig. 5
     assert jobs["dense_tost"] == 13 * 3 and jobs["prepare_data"] == 3
-    assert jobs["table"] == 5 and jobs["figure"] == 3
+    assert jobs["table"] == 6 and jobs["figure"] == 7
+    # Table 1: 3 activations x 3 seeds; Fig. 8: perturbation of 2 variants; Fig. 10: 6 landscapes (seed 42);
+    # Fig. 2 / 9: lth and tost re-run with monitors
+    assert jobs["analysis"] == 3 * 3 + 2 * 3 + 6 and jobs["trajectory"] == 2 * 3
     assert "results/runs/cifar10/resnet32/tost/seed42/synflow/s98.00/tost/final.pt" in out

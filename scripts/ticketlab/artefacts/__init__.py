@@ -38,7 +38,7 @@ def read_paper(paths: list[str]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["sparsity", "variant", "value"])
     paper = pd.concat(frames)
-    return paper.drop_duplicates([c for c in KEYS if c in paper.columns])
+    return paper.drop_duplicates([c for c in KEYS + ["stage"] if c in paper.columns])
 
 
 def paper_at(paper: pd.DataFrame, row: dict, same: dict | None = None) -> float:
@@ -69,11 +69,20 @@ def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str, sa
 
 
 def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[str], outputs: list[str], aid: str):
-    runs = read_runs(rows, spec["metric"])
     paper = read_paper(paper_paths)
+    if spec["kind"] in ANALYSIS_ARTEFACTS:  # rows name analysis results, not run summaries
+        results = []
+        for r in rows:
+            with open(r["path"]) as f:
+                results.append((r, json.load(f)))
+        labels = {v: label(variants_cfg, v) for v in variants_cfg}
+        ANALYSIS_ARTEFACTS.get(spec["kind"])({**spec, "id": aid}, results, paper, labels, outputs)
+        return
+    runs = read_runs(rows, spec["metric"])
     tidy = summarise(runs, paper, aid, spec["metric"], spec.get("paper_experiments"))
     tidy["label"] = [label(variants_cfg, v) for v in tidy["variant"]]
     ARTEFACTS.get(spec["kind"])(spec, tidy, paper, outputs)
 
 
 from . import figures, tables  # noqa: E402,F401  (register the kinds)
+from .analyses import ANALYSIS_ARTEFACTS  # noqa: E402

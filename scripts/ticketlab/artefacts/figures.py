@@ -63,6 +63,11 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
             handles, labels = handles + more[0], labels + more[1]
         ax.legend(handles, labels, fontsize=6)
         ax.grid(alpha=0.3)
+    save(fig, spec, outputs)
+
+
+def save(fig, spec: dict, outputs: list[str]) -> None:
+    """Title, layout, png (150 dpi) and pdf (outputs[0], outputs[1]); closes the figure."""
     if spec.get("title"):
         fig.suptitle(spec["title"], fontsize=10)
     fig.tight_layout()
