@@ -116,6 +116,7 @@ class SubnetworkHessian:
 
     def hvp_seconds(self, n: int = 3) -> float:
         v = [torch.randn_like(p) for p in self.h.params]
+        hessian_vector_product(self.h.gradsH, self.h.params, v)  # warm-up (allocator, kernels)
         t0 = time.perf_counter()
         for _ in range(n):
             hessian_vector_product(self.h.gradsH, self.h.params, v)
