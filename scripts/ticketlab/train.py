@@ -234,7 +234,7 @@ class Run:
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
         self.g.set_state(ck["rng"])
-        self.rows, self.epoch, self.ctx.log, self.flow = ck["rows"], ck["epoch"], ck["log"], ck["flow"]
+        self.rows, self.epoch, self.ctx.log, self.flow = ck["rows"], ck["epoch"], ck["log"], ck.get("flow", [])
         self.log(f"[{self.name}] resumed from checkpoint after epoch {self.epoch}")
         return True
 
