@@ -2,6 +2,8 @@
     fn(spec, tidy, paper, outputs) -> None
 `tidy` has one row per (sparsity, variant) with mean, std, n of the metric over seeds and the paper's
 value beside it; `paper` is the paper's values (columns sparsity [exact percent], printed, variant, value, source).
+Kinds that show analyses of runs (Hessian, landscape, activations, trajectories) are registered in
+analyses.ANALYSIS_ARTEFACTS instead and read each run's analysis JSON (see build and analyses.py).
 A new table or figure is a config entry using an existing kind, or one small function here."""
 from __future__ import annotations
 
@@ -43,12 +45,15 @@ def read_paper(paths: list[str]) -> pd.DataFrame:
 
 def paper_at(paper: pd.DataFrame, row: dict, same: dict | None = None) -> float:
     """The paper's value for a cell: same variant (and experiment/mask where the file names them;
-    `same` maps our experiment to the paper's, e.g. a demo stand-in), sparsity within PAPER_MATCH
-    percentage points of ours."""
+    `same` maps our experiment to the paper's, e.g. a demo stand-in; and stage where the row names
+    one, e.g. activation tables), sparsity within PAPER_MATCH percentage points of ours."""
+    if paper.empty:
+        return float("nan")
     p = paper[paper["variant"] == row["variant"]]
-    want = {"experiment": (same or {}).get(row["experiment"], row["experiment"]), "mask": row["mask"]}
-    for key in ("experiment", "mask"):
-        if key in p.columns:
+    want = {"experiment": (same or {}).get(row["experiment"], row["experiment"]), "mask": row["mask"],
+            "stage": row.get("stage")}
+    for key in ("experiment", "mask", "stage"):
+        if key in p.columns and (key != "stage" or want[key] is not None):
             p = p[p[key] == want[key]]
     if p.empty:
         return float("nan")
@@ -70,7 +75,7 @@ def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str, sa
 
 def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[str], outputs: list[str], aid: str):
     paper = read_paper(paper_paths)
-    if spec["kind"] in ANALYSIS_ARTEFACTS:  # rows name analysis results, not run summaries
+    if spec["kind"] in ANALYSIS_ARTEFACTS:  # rows name analysis results (JSON), not run summaries
         results = []
         for r in rows:
             with open(r["path"]) as f:

@@ -7,6 +7,8 @@ one seed) and n over seeds.
 """
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..registry import Registry  # noqa: E402
-from . import PAPER_MATCH  # noqa: E402
+from . import PAPER_MATCH, paper_at  # noqa: E402
 from .figures import save  # noqa: E402
 from .tables import _num  # noqa: E402
 
@@ -34,48 +36,65 @@ def _sp(s: float) -> str:
     return f"{100 * s:.2f}%"
 
 
-def _paper_value(paper: pd.DataFrame, variant: str, stage: str, sparsity: float, single: bool) -> float:
-    """The paper's value for (variant, stage) at our sparsity (within PAPER_MATCH points) or, for a
-    table at one sparsity (`single`), at the paper's only sparsity."""
-    p = paper[(paper["variant"] == variant) & (paper["stage"] == stage)] if len(paper) else paper
-    if p.empty:
-        return float("nan")
-    if single and p["sparsity"].nunique() == 1:
-        return float(p["value"].iloc[0])
-    d = (p["sparsity"] - 100 * sparsity).abs()
-    return float(p.loc[d.idxmin(), "value"]) if d.min() <= PAPER_MATCH else float("nan")
+def _variants(spec: dict, results) -> list[str]:
+    """The variants shown, in the spec's order (default: the order of the rows)."""
+    return spec.get("variants") or list(dict.fromkeys(r["variant"] for r, _ in results))
+
+
+def _paper_value(paper: pd.DataFrame, row: dict, same: dict | None, single: bool) -> float:
+    """The paper's value for a cell (paper_at: same variant, stage, experiment/mask where the file
+    names them, sparsity within PAPER_MATCH points) or, for a table by variant (`single`) whose paper
+    table has one sparsity, the paper's value at that sparsity (named in the table's header)."""
+    v = paper_at(paper, row, same)
+    if math.isnan(v) and single and not paper.empty and paper["sparsity"].nunique() == 1:
+        v = paper_at(paper, {**row, "sparsity": float(paper["sparsity"].iloc[0]) / 100}, same)
+    return v
 
 
 @ANALYSIS_ARTEFACTS.register("activation_table")
 def activation_table(spec, results, paper, labels, outputs):
     """% exactly-zero activations per stage. rows_by sparsity (seed 000 Table A1: rows sparsity,
-    columns stage x variant) or variant (seed 002 Table 1: rows variant, columns stage)."""
+    columns stage x variant, ours then the paper's) or variant (seed 002 Table 1: rows variant,
+    columns stage; one table per sparsity)."""
     recs = [{**{k: r[k] for k in CELL + ["seed", "exact"]}, "stage": st, "value": v}
             for r, res in results for st, v in res["stages"].items()]
-    order = results[0][1]["order"]
-    tidy = _stats(pd.DataFrame(recs), CELL + ["stage"])
-    single = spec["rows_by"] == "variant"
-    tidy["paper"] = [_paper_value(paper, r["variant"], r["stage"], r["sparsity"], single) for _, r in tidy.iterrows()]
+    order = list(dict.fromkeys(st for _, res in results for st in res.get("order", res["stages"])))
+    runs = pd.DataFrame(recs)
+    tidy = _stats(runs, CELL + ["stage"])
+    tidy["exact_sparsity"] = runs.groupby(CELL + ["stage"], sort=False)["exact"].first().values
+    single = spec.get("rows_by", "sparsity") == "variant"
+    same = spec.get("paper_experiments")
+    tidy["paper"] = [_paper_value(paper, r, same, single) for r in tidy.to_dict("records")]
     tidy.insert(0, "artefact", spec["id"])
     tidy.to_csv(outputs[0], index=False)
-    cell = tidy.set_index(["sparsity", "variant", "stage"])
+    variants = _variants(spec, results)
     lines = [f"# {spec.get('title', '')}".rstrip(), "",
-             "% of exactly-zero activation outputs per stage, mean ± std over seeds; (paper) = the paper's value."]
-    if single:
-        (s,) = tidy["sparsity"].unique()
-        ps = sorted(paper["sparsity"].unique()) if len(paper) else []
-        lines += [f"Sparsity {_sp(s)} (ours)" + (f"; the paper's table is at {ps[0]:.2f}%." if len(ps) == 1 else "."), ""]
-        head = ["Activation"] + [h for st in order for h in (f"{st} (ours)", f"{st} (paper)")]
-        body = [[labels.get(v, v)] + [x for st in order for x in _cell(cell, (s, v, st))] for v in spec["variants"]]
-    else:
-        lines.append("")
-        head = ["Sparsity"] + [h for st in order for v in spec["variants"]
-                               for h in (f"{st} {labels.get(v, v)} (ours)", "(paper)")]
-        body = [[_sp(s)] + [x for st in order for v in spec["variants"] for x in _cell(cell, (s, v, st))]
-                for s in sorted(tidy["sparsity"].unique())]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(b) + " |" for b in body]
+             "% of exactly-zero activation outputs per stage, ours mean ± std over seeds (n per cell in the CSV); "
+             "(paper) = the paper's value."]
+    groups = list(tidy.groupby(["experiment", "mask"], sort=False))
+    for (e, m), sub in groups:
+        cell = sub.set_index(["sparsity", "variant", "stage"])
+        if len(groups) > 1:
+            lines += ["", f"## {e}, {m}"]
+        if single:
+            ps = sorted(paper["sparsity"].unique()) if not paper.empty else []
+            for s in sorted(sub["sparsity"].unique()):
+                note = f"; the paper's table is at {ps[0]:.2f}%" if len(ps) == 1 and abs(ps[0] - 100 * s) > PAPER_MATCH else ""
+                head = ["Activation"] + [h for st in order for h in (f"{st} (ours)", f"{st} (paper)")]
+                body = [[labels.get(v, v)] + [x for st in order for x in _cell(cell, (s, v, st))] for v in variants]
+                lines += ["", f"Sparsity {_sp(s)} (ours){note}.", ""] + _md(head, body)
+        else:
+            head = ["Sparsity"] + [h for st in order for v in variants
+                                   for h in (f"{st} {labels.get(v, v)} (ours)", "(paper)")]
+            body = [[_sp(s)] + [x for st in order for v in variants for x in _cell(cell, (s, v, st))]
+                    for s in sorted(sub["sparsity"].unique())]
+            lines += [""] + _md(head, body)
     with open(outputs[1], "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def _md(head: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(b) + " |" for b in body]
 
 
 def _cell(cell, key):
@@ -91,19 +110,24 @@ def analysis_sparsity(spec, results, paper, labels, outputs):
     """A scalar of the analysis (`show`, e.g. the top Hessian eigenvalue) against sparsity, one series
     per variant: lines (seed 000 Fig. 2) or grouped bars (Fig. A13)."""
     field = spec["show"][0]
+    for r, res in results:
+        if not isinstance(res.get(field), (int, float)):
+            scalars = sorted(k for k, x in res.items() if isinstance(x, (int, float)))
+            raise KeyError(f"{r['path']}: no scalar {field!r} (has {scalars})")
     recs = [{**{k: r[k] for k in CELL + ["seed"]}, "value": res[field]} for r, res in results]
     tidy = _stats(pd.DataFrame(recs), CELL)
     tidy.insert(0, "artefact", spec["id"])
     tidy.insert(5, "field", field)
     tidy.to_csv(outputs[2], index=False)
     xs = sorted(tidy["sparsity"].unique())
+    variants = _variants(spec, results)
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    width = 0.8 / len(spec["variants"])
-    for i, v in enumerate(spec["variants"]):
+    width = 0.8 / len(variants)
+    for i, v in enumerate(variants):
         d = tidy[tidy["variant"] == v].set_index("sparsity").reindex(xs)
         pos = np.arange(len(xs))
         if spec.get("style") == "bars":
-            ax.bar(pos + (i - (len(spec["variants"]) - 1) / 2) * width, d["mean"], width, yerr=d["std"],
+            ax.bar(pos + (i - (len(variants) - 1) / 2) * width, d["mean"], width, yerr=d["std"],
                    label=labels.get(v, v), color=f"C{i}", capsize=2)
         else:
             ax.errorbar(pos, d["mean"], yerr=d["std"], fmt="o-", ms=3, capsize=2, label=labels.get(v, v), color=f"C{i}")
@@ -119,6 +143,9 @@ def _curves(results, names) -> pd.DataFrame:
     recs = []
     for r, res in results:
         for name in names:
+            if name not in res.get("curves", {}):
+                raise KeyError(f"{r['path']}: no curve {name!r} (has {sorted(res.get('curves', {}))}); "
+                               "was it measured (the analysis settings)?")
             c = res["curves"][name]
             recs += [{**{k: r[k] for k in CELL + ["seed"]}, "curve": name, "x": x, "value": y} for x, y in zip(c["x"], c["y"])]
     return _stats(pd.DataFrame(recs), CELL + ["curve", "x"])
@@ -136,6 +163,7 @@ def curve_lines(spec, results, paper, labels, outputs):
     first = results[0][1]
     groups = [names] if spec.get("twin") and len(names) == 2 else [[n] for n in names]
     sps = sorted(tidy["sparsity"].unique())
+    variants = _variants(spec, results)
     fig, axes = plt.subplots(len(sps), len(groups), figsize=(4.6 * len(groups), 3.4 * len(sps)), squeeze=False)
     for row, s in enumerate(sps):
         for col, group in enumerate(groups):
@@ -144,7 +172,7 @@ def curve_lines(spec, results, paper, labels, outputs):
             for side, name in enumerate(group):
                 a = ax.twinx() if side else ax
                 panel_axes.append(a)
-                for i, v in enumerate(spec["variants"]):
+                for i, v in enumerate(variants):
                     d = tidy[(tidy["variant"] == v) & (tidy["curve"] == name) & (tidy["sparsity"] == s)].sort_values("x")
                     style = "--" if side else "-"
                     a.plot(d["x"], d["mean"], style, color=f"C{i}", label=f"{labels.get(v, v)}" + (f" ({name})" if len(group) > 1 else ""))
@@ -173,47 +201,71 @@ def curve_lines(spec, results, paper, labels, outputs):
 
 @ANALYSIS_ARTEFACTS.register("landscape")
 def landscape(spec, results, paper, labels, outputs):
-    """One panel per variant (the first seed shown): filled contours (style contour) or a surface
-    (style surface) of the loss on the 2-D grid, or a line in 1-D; loss clamped at `clamp` if given."""
+    """One panel per variant (one row of panels per sparsity), the first seed of the rows shown:
+    filled contours (style contour, default) or a surface (style surface) of the loss on the 2-D
+    grid, or a line in 1-D; loss clamped at `clamp` for display if given; one colour / z scale for
+    all panels so that sharper and flatter landscapes compare. The CSV keeps every grid point of
+    every seed, unclamped."""
     recs = []
     for r, res in results:
-        loss, acc = np.asarray(res["loss"]), np.asarray(res["acc"])
-        ys = res["y"] if res["dims"] == 2 else [0.0]
+        loss, acc = np.asarray(res["loss"], dtype=float), np.asarray(res["acc"], dtype=float)
+        ys = res["y"] if res["dims"] == 2 else [None]
         for j, yv in enumerate(ys):
             for i, xv in enumerate(res["x"]):
                 idx = (j, i) if res["dims"] == 2 else (i,)
-                recs.append({**{k: r[k] for k in CELL + ["seed"]}, "x": xv, "y": yv if res["dims"] == 2 else None,
-                             "loss": loss[idx], "acc": acc[idx]})
+                recs.append({**{k: r[k] for k in CELL + ["seed"]}, "x": xv, "y": yv, "loss": loss[idx], "acc": acc[idx]})
     tidy = pd.DataFrame(recs)
     tidy.insert(0, "artefact", spec["id"])
     tidy.to_csv(outputs[2], index=False)
-    seed = results[0][0]["seed"]
-    shown = {r["variant"]: res for r, res in results if r["seed"] == seed}
-    surface = spec.get("style") == "surface"
-    n = len(spec["variants"])
-    fig = plt.figure(figsize=(3.6 * n, 3.3))
+
+    variants = _variants(spec, results)
+    sps = sorted({r["sparsity"] for r, _ in results})
+    shown = {}  # (sparsity, variant) -> (seed, result): the first row of each cell
+    for r, res in results:
+        shown.setdefault((r["sparsity"], r["variant"]), (r["seed"], res))
     clamp = spec.get("clamp")
-    for i, v in enumerate(spec["variants"]):
-        res = shown[v]
-        loss = np.asarray(res["loss"], dtype=float)
-        if clamp is not None:
-            loss = np.minimum(loss, clamp)
-        if res["dims"] == 1:
-            ax = fig.add_subplot(1, n, i + 1)
-            ax.plot(res["x"], loss)
-            ax.set_xlabel("direction")
-            ax.set_ylabel("loss")
-        elif surface:
-            ax = fig.add_subplot(1, n, i + 1, projection="3d")
-            X, Y = np.meshgrid(res["x"], res["y"])
-            ax.plot_surface(X, Y, loss, cmap="viridis", linewidth=0)
-            ax.set_zlabel("loss", fontsize=7)
-        else:
-            ax = fig.add_subplot(1, n, i + 1)
-            cs = ax.contourf(res["x"], res["y"], loss, levels=20, cmap="viridis")
-            ax.contour(res["x"], res["y"], loss, levels=20, colors="k", linewidths=0.3)
-            fig.colorbar(cs, ax=ax, fraction=0.046)
-        ax.set_title(f"{labels.get(v, v)}", fontsize=8)
-    if spec.get("title"):
-        spec = {**spec, "title": f"{spec['title']} (seed {seed})"}
-    save(fig, spec, outputs)
+
+    def display(res):
+        z = np.asarray(res["loss"], dtype=float)
+        z = np.where(np.isfinite(z), z, np.nan if clamp is None else clamp)
+        return np.minimum(z, clamp) if clamp is not None else z
+
+    every = np.concatenate([display(res).ravel() for _, res in shown.values()])
+    lo, hi = float(np.nanmin(every)), float(np.nanmax(every))
+    hi = hi if hi > lo else lo + 1.0
+    levels = np.linspace(lo, hi, 21)
+    surface = spec.get("style") == "surface"
+    nr, nc = len(sps), len(variants)
+    fig = plt.figure(figsize=(3.6 * nc, 3.3 * nr))
+    for row, s in enumerate(sps):
+        for col, v in enumerate(variants):
+            if (s, v) not in shown:
+                continue
+            seed, res = shown[s, v]
+            z, k = display(res), row * nc + col + 1
+            if res["dims"] == 1:
+                ax = fig.add_subplot(nr, nc, k)
+                ax.plot(res["x"], z)
+                ax.set_ylim(lo, hi + 0.05 * (hi - lo))
+                ax.set_xlabel("distance along direction", fontsize=7)
+                ax.set_ylabel("loss", fontsize=7)
+                ax.grid(alpha=0.3)
+            elif surface:
+                ax = fig.add_subplot(nr, nc, k, projection="3d")
+                X, Y = np.meshgrid(res["x"], res["y"])
+                ax.plot_surface(X, Y, z, cmap="viridis", vmin=lo, vmax=hi, linewidth=0)
+                ax.set_zlim(lo, hi)
+                ax.set_zlabel("loss", fontsize=7)
+                ax.tick_params(labelsize=6)
+            else:
+                ax = fig.add_subplot(nr, nc, k)
+                cs = ax.contourf(res["x"], res["y"], z, levels=levels, cmap="viridis")
+                ax.contour(res["x"], res["y"], z, levels=levels, colors="k", linewidths=0.3)
+                ax.plot([0], [0], "r+", ms=6)  # the trained weights
+                fig.colorbar(cs, ax=ax, fraction=0.046, format="%.3g")
+            where = f", {_sp(s)}" if len(sps) > 1 else ""
+            ax.set_title(f"{labels.get(v, v)}{where} (seed {seed})", fontsize=8)
+    seeds = sorted({seed for seed, _ in shown.values()})
+    note = f"one model each: seed {', '.join(map(str, seeds))}" + (f"; loss clamped at {clamp:g}" if clamp is not None else "")
+    title = f"{spec['title']} ({note})" if spec.get("title") else note
+    save(fig, {**spec, "title": title}, outputs)
