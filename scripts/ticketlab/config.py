@@ -83,6 +83,35 @@ def _check_tweaks(cfg):
             check(f"variants.{vname}.params.{t}", t, params)
         if v["init"] == "rewind" and "rewind_epoch" not in v:
             raise ConfigError(f"config error at variants.{vname}: init 'rewind' needs rewind_epoch")
+        _check_variant(cfg, vname, v)
+
+
+def _check_variant(cfg, vname: str, v: dict):
+    from .plan import REPLICA
+    where = f"variants.{vname}"
+    if REPLICA in vname:
+        raise ConfigError(f"config error at {where}: {REPLICA!r} is reserved for replicas (variant{REPLICA}<k>)")
+    if (v["init"] == "variant") != ("from_variant" in v):
+        raise ConfigError(f"config error at {where}: init 'variant' and from_variant go together")
+    if "from_variant" in v:
+        _need(cfg, f"{where}.from_variant", "variants", v["from_variant"])
+        if v["from_variant"] == vname:
+            raise ConfigError(f"config error at {where}.from_variant: a variant cannot start from itself")
+    if v.get("continue_schedule") and v["init"] != "rewind":
+        raise ConfigError(f"config error at {where}.continue_schedule: only for init 'rewind'")
+    for key in ("reinit_seed", "replica_init"):
+        if key in v and v["init"] != "rr" and v[key] not in (False,):
+            raise ConfigError(f"config error at {where}.{key}: only for init 'rr'")
+    if v.get("small_dense") and (v["init"] != "lth" or v["tweaks"]):
+        raise ConfigError(f"config error at {where}.small_dense: a small-dense network is freshly initialised "
+                          f"(init lth, the default) and takes no tweaks")
+    schema = yaml.safe_load(SCHEMA.read_text())["properties"]["recipes"]["additionalProperties"]
+    for rname, r in cfg["recipes"].items():
+        merged = {**r, **v["recipe"]}
+        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(merged))
+        if err is not None:
+            raise ConfigError(f"config error at {where}.recipe{'.' if err.absolute_path else ''}"
+                              f"{_where(err.absolute_path) if err.absolute_path else ''}: {err.message}")
 
 
 # artefact kind -> the analysis kinds it can show
@@ -145,6 +174,20 @@ def _check_references(cfg):
     for mname, m in cfg["masks"].items():
         if m.get("source_mask"):
             _need(cfg, f"masks.{mname}.source_mask", "masks", m["source_mask"])
+        if m.get("from_epoch") or m.get("from_variant"):
+            from .masks import MASK_METHODS
+            if MASK_METHODS.get(m["method"]).weights != "trained" or m["method"] == "imp":
+                raise ConfigError(f"config error at masks.{mname}: from_epoch / from_variant are for one-shot methods "
+                                  f"that prune trained weights (omp, l1, ...), not {m['method']!r}")
+            if m.get("from_epoch") and m.get("from_variant"):
+                raise ConfigError(f"config error at masks.{mname}: give from_epoch or from_variant, not both")
+        if m.get("from_variant"):
+            _need(cfg, f"masks.{mname}.from_variant", "variants", m["from_variant"])
+        if m.get("from_epoch"):
+            for ename, e in cfg["experiments"].items():
+                if mname in e["sparsities"] and m["from_epoch"] not in cfg["recipes"][e["recipe"]]["save_epochs"]:
+                    raise ConfigError(f"config error at masks.{mname}.from_epoch: epoch {m['from_epoch']} is not in "
+                                      f"recipes.{e['recipe']}.save_epochs (experiment {ename})")
     for rname, r in cfg["recipes"].items():
         for k in r["save_epochs"]:
             if k >= r["epochs"]:

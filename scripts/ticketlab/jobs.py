@@ -38,14 +38,14 @@ def make_mask(spec: dict, out: str) -> None:
     source of training batches (data-driven methods)."""
     import torch
 
-    from .masks import MASK_METHODS, Mask, MaskError, PruneContext, prunable
+    from .masks import MASK_METHODS, Mask, MaskError, PruneContext, covered
     from .train import Data, build, load_weights
 
     torch.manual_seed(spec.get("seed", 0))
     data = Data(spec["data"], torch.device("cpu"))
     model, _ = build({"model": spec["model"]}, data, with_tweaks=False)
     load_weights(model, spec["weights"], allow_missing_extra=False)
-    weights = prunable(model, spec["layers"])
+    weights = covered(model, spec["layers"], spec.get("keep_dense", []))
     previous = Mask.load(spec["previous"], model) if spec.get("previous") else None
     source = Mask.load(spec["source"], model) if spec.get("source") else None
     for name, m in (("previous", previous), ("source", source)):
@@ -56,7 +56,7 @@ def make_mask(spec: dict, out: str) -> None:
                        source=source, generator=g,
                        batches=data.sampler(spec.get("batch_size", 256), {}, g))
     mask = MASK_METHODS.get(spec["method"])(ctx)
-    meta = {k: spec.get(k) for k in ("method", "sparsity", "layers", "scope", "weights", "previous", "source")}
+    meta = {k: spec.get(k) for k in ("method", "sparsity", "layers", "keep_dense", "scope", "weights", "previous", "source")}
     mask.save(out, **meta)
     r = mask.report()
     print(f"{out}: sparsity {r['sparsity']:.6f} (target {spec['sparsity']:.6f}), {r['kept']}/{r['total']} kept")

@@ -36,6 +36,16 @@ def prunable(model: nn.Module, layers: str = "conv") -> dict[str, nn.Parameter]:
     return out
 
 
+def covered(model: nn.Module, layers: str = "conv", keep_dense: list[str] | tuple = ()) -> dict[str, nn.Parameter]:
+    """The weights a mask set covers: prunable(model, layers) without those `keep_dense` names — "first"
+    (the first of them, the stem conv) and/or "last" (the last, e.g. the classifier with conv_linear): seed
+    003 keeps the first conv and the last FC layer dense and prunes the others at one ratio."""
+    weights = prunable(model, layers)
+    names = list(weights)
+    drop = ({names[0]} if "first" in keep_dense else set()) | ({names[-1]} if "last" in keep_dense else set())
+    return {k: w for k, w in weights.items() if k not in drop}
+
+
 class Mask(dict):
     """name -> bool tensor (True = kept)."""
 

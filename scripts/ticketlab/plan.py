@@ -97,27 +97,64 @@ def dense_outputs(cfg, recipe: str) -> list[str]:
         [f"rewind_e{k}.pt" for k in cfg["recipes"][recipe]["save_epochs"]]
 
 
+REPLICA = "@o"  # variant@o<k>: replica k of the variant's run, same initialisation and mask, another data order
+
+
+def replica_names(variant: str, replicas: int) -> list[str]:
+    return [f"{variant}{REPLICA}{k}" for k in range(1, replicas + 1)] if replicas else [variant]
+
+
+def split_replica(name: str) -> tuple[str, int]:
+    """'lth@o3' -> ('lth', 3); 'lth' -> ('lth', 0)."""
+    base, sep, k = name.partition(REPLICA)
+    if sep and not k.isdigit():
+        raise ValueError(f"variant {name!r}: replica suffix must be {REPLICA}<number>")
+    return base, int(k) if sep else 0
+
+
 def retrain_spec(cfg, w) -> dict:
-    """The spec of re-training `w.variant` on mask set `w.mask` at sparsity `w.sparsity`."""
+    """The spec of re-training `w.variant` on mask set `w.mask` at sparsity `w.sparsity`. A variant name
+    with a replica suffix (lth@o3) is that variant's run with data order (and, for variants with
+    `replica_init`, random re-initialisation) drawn from the replica number."""
     from .tweaks import TWEAKS
     s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
-    v = cfg["variants"][w.variant]
+    name, replica = split_replica(w.variant)
+    v = cfg["variants"][name]
+    seed = int(w.seed)
+    extra = {}
     if v["init"] == "rr":
         init = {"from": "fresh", "reinit": True}
+        if "reinit_seed" in v or (replica and v.get("replica_init")):
+            init["reinit_seed"] = v.get("reinit_seed", seed + 1_000_003) + (replica if v.get("replica_init") else 0)
+    elif v["init"] == "final":
+        init = {"from": "file", "path": f"{dense_dir(w)}/final.pt"}
+    elif v["init"] == "variant":
+        src = ("dense", 0.0) if v.get("from_dense") or w.mask == "dense" else (w.mask, s)
+        init = {"from": "file", "path": f"{run_dir(w, *src, v['from_variant'])}/final.pt"}
     else:
         epoch = v["rewind_epoch"] if v["init"] == "rewind" else \
             (0 if w.mask == "dense" else cfg["masks"][w.mask]["rewind_epoch"])
         init = {"from": "file", "path": init_weights(cfg, w, epoch)}
+        if v.get("continue_schedule"):
+            extra["start_epoch"] = epoch
+    if replica:
+        extra["order_seed"] = 1_000_000 * replica + seed
+    mask = None if w.mask == "dense" else mask_path(w, w.mask, s)
+    if v.get("small_dense"):
+        if mask is None:
+            raise ValueError(f"variant {name!r} (small_dense) needs a mask to match, not the dense network")
+        init, mask, extra["match_params_of"] = {"from": "fresh"}, None, mask
     tweaks = {t: {**cfg["tweaks"].get(t, {}), **v["params"].get(t, {})} for t in v["tweaks"]}
     teacher = any(getattr(TWEAKS[t], "needs_teacher", False) for t in tweaks)
     return canonical({"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
-            "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed),
-            "mask": None if w.mask == "dense" else mask_path(w, w.mask, s), "init": init, "tweaks": tweaks,
+            "recipe": {**recipe_for_retrain(cfg, w.recipe), **v.get("recipe", {})}, "seed": seed,
+            "mask": mask, "init": init, "tweaks": tweaks, **extra,
             "teacher": f"{dense_dir(w)}/final.pt" if teacher else None, "device": cfg["device"]})
 
 
 def spec_inputs(spec: dict) -> dict:
-    paths = {"data": spec["data"], "mask": spec["mask"], "init": spec["init"].get("path"), "teacher": spec["teacher"]}
+    paths = {"data": spec["data"], "mask": spec["mask"], "init": spec["init"].get("path"), "teacher": spec["teacher"],
+             "match": spec.get("match_params_of")}
     return {k: v for k, v in paths.items() if v}
 
 
@@ -130,6 +167,10 @@ def mask_spec(cfg, w) -> dict:
     s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
     method = MASK_METHODS.get(m["method"])
     weights = f"{dense_dir(w)}/{'init.pt' if method.weights == 'init' else 'final.pt'}"
+    if m.get("from_epoch"):      # e.g. Early-Bird: the dense run's weights after that epoch
+        weights = init_weights(cfg, w, m["from_epoch"])
+    elif m.get("from_variant"):  # e.g. the gradual-pruning run of seed 004: that variant's run on the dense network
+        weights = f"{run_dir(w, 'dense', 0.0, m['from_variant'])}/final.pt"
     previous = source = None
     if m["method"] == "imp":
         level = imp_level(s, m["rate"])
@@ -214,8 +255,10 @@ def artefact_variants(a: dict) -> list[str]:
 
 
 def artefact_runs(cfg, aid: str) -> list[dict]:
-    """One row per (experiment, mask, seed, sparsity, variant) the artefact needs, with its
-    summary.json path; `sparsity` is the configured (nominal) value, `exact` the run's."""
+    """One row per (experiment, mask, seed, sparsity, variant[, replica]) the artefact needs, with the
+    path of the file it reads: the run's summary.json (default), its metrics.csv or its mask's report
+    (`reads`), or an analysis's JSON (`analysis`); `sparsity` is the configured (nominal) value, `exact`
+    the run's. With `replicas: N` each variant stands for its N replicas (variant@o1..N, column replica)."""
     a = cfg["artefacts"][aid]
     rows = []
     for ename in a["experiments"]:
@@ -228,10 +271,13 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
                     for v in artefact_variants(a):
                         if "rows" in a and [mask, v] not in a["rows"]:
                             continue
-                        run = run_dir(w, mask, exact, v)
-                        path = analysis_path(run, a["analysis"]) if a.get("analysis") else f"{run}/summary.json"
-                        rows.append({"experiment": ename, "mask": mask, "seed": seed, "sparsity": s, "exact": exact,
-                                     "variant": v, "path": path})
+                        for k, name in enumerate(replica_names(v, a.get("replicas", 0)), start=1 if a.get("replicas") else 0):
+                            run = run_dir(w, mask, exact, name)
+                            path = analysis_path(run, a["analysis"]) if a.get("analysis") else {
+                                "summary": f"{run}/summary.json", "metrics": f"{run}/metrics.csv",
+                                "mask": mask_path(w, mask, exact).removesuffix(".pt") + ".json"}[a.get("reads", "summary")]
+                            rows.append({"experiment": ename, "mask": mask, "seed": seed, "sparsity": s, "exact": exact,
+                                         "variant": v, "replica": k, "path": path})
     return rows
 
 

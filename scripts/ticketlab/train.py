@@ -4,10 +4,18 @@ A run is described by a JSON-able `spec` (built by `ticketlab.plan` from the con
     data      prepared .npz (ticketlab.data)
     model     {arch, width, ...}                     -> ticketlab.models.build_model
     recipe    {epochs, batch_size, lr, momentum, weight_decay, nesterov, milestones, gamma,
-               augment: {crop_pad, flip}, eval_batch_size}
+               augment: {crop_pad, flip}, eval_batch_size, schedule (step | cosine), warmup {epochs, lr, shape},
+               steps (stop after this many optimisation steps, cutting the last epoch short)}
+               The learning rate is a pure function of the step (lr_at), so a resumed run needs no scheduler state.
     seed      int: model init (fresh runs), batch order and augmentation
+    order_seed   int or absent: batch order and augmentation instead of `seed` (replicas of a run that share
+                 its initialisation and mask but see the data in another order)
+    start_epoch  int: the run starts after this epoch of the recipe (weight rewinding that trains T - t epochs
+                 with the schedule from epoch t on); default 0
+    match_params_of  a mask file, or absent: build the model with its widths reduced until its parameter count
+                 matches that ticket's (the small-dense baseline; ticketlab.small_dense)
     mask      path of a mask file, or null (dense)
-    init      {"from": "fresh" | "file", "path": weights file, "reinit": bool}
+    init      {"from": "fresh" | "file", "path": weights file, "reinit": bool, "reinit_seed": int}
     tweaks    {name: params}                           -> ticketlab.tweaks
     teacher   path of the teacher's weights (kd), or null
     save_epochs  epochs after which to save the weights (rewind points), 0 = the initialisation
@@ -21,12 +29,16 @@ rewind_e<k>.pt when asked, and checkpoint.pt after every epoch (atomically; remo
 final.pt is the state dict after every tweak's `export` (e.g. ghost skip parameters stripped); tweaks that
 override `on_train_step` are called before every optimisation step with the progress in epochs.
 A run started again resumes from checkpoint.pt when the checkpoint was written for the same spec.
+
+The mask is live: tweaks that override `after_backward` (dynamic sparse training, gradual pruning, RST)
+may change it during training; the checkpoint carries it, and the summary reports the final sparsity.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -53,6 +65,25 @@ MONITOR_DEFAULTS = {"epochs": 0, "hessian_batches": 3, "hessian_batch_size": 128
 
 def spec_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lr_at(recipe: dict, epoch: int, step: int, steps_per_epoch: int, total_steps: int) -> float:
+    """The learning rate for global step `step` (in epoch `epoch`, 0-based): an optional warm-up
+    (constant at warmup.lr, or linear from warmup.lr to lr, over warmup.epochs), then the schedule:
+    `step` multiplies lr by gamma at every milestone epoch reached (as torch's MultiStepLR, same
+    arithmetic), `cosine` decays lr to 0 over all steps (half a cosine, per step)."""
+    base, warm = recipe["lr"], recipe.get("warmup") or {}
+    if warm.get("epochs") and epoch < warm["epochs"]:
+        if warm.get("shape", "constant") == "linear":
+            return warm["lr"] + (base - warm["lr"]) * step / (warm["epochs"] * steps_per_epoch)
+        return warm["lr"]
+    if recipe.get("schedule", "step") == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    lr = base
+    for m in recipe["milestones"]:
+        if epoch >= m:
+            lr *= recipe.get("gamma", 0.1)
+    return lr
 
 
 def atomic_save(obj, path: str) -> None:
@@ -157,6 +188,9 @@ def build(spec: dict, data: Data, with_tweaks: bool = True):
     kwargs = dict(spec["model"])
     for t in tweaks:
         kwargs.update(t.model_kwargs())
+    if spec.get("match_params_of"):
+        from .small_dense import matched_kwargs
+        kwargs = matched_kwargs(kwargs, data, spec["match_params_of"])
     arch = kwargs.pop("arch")
     model = build_model(arch, data.num_classes, in_channels=data.in_channels, input_size=data.input_size, **kwargs)
     return model, tweaks
@@ -189,40 +223,70 @@ class Run:
         self.model, self.tweaks = build(spec, self.data)
         init = spec.get("init", {"from": "fresh"})
         if init.get("reinit"):  # random re-initialisation: a fresh draw that differs from the ticket's
-            torch.manual_seed(spec["seed"] + 1_000_003)
+            torch.manual_seed(init.get("reinit_seed", spec["seed"] + 1_000_003))
             self.model, self.tweaks = build(spec, self.data)
         elif init["from"] == "file":
             load_weights(self.model, init["path"])
         self.model.to(self.device)
-        self.mask = Mask.load(spec["mask"], self.model).to(self.device) if spec.get("mask") else Mask()
-        self.mask.apply_(self.model)
+        self.target_mask = Mask.load(spec["mask"], self.model).to(self.device) if spec.get("mask") else Mask()
+        self.mask = Mask({k: m.clone() for k, m in self.target_mask.items()})  # the live mask
+        if not any(getattr(t, "needs_unpruned_init", False) for t in self.tweaks):
+            self.mask.apply_(self.model)
         empty = self.mask.report()["empty_layers"] if self.mask else []
         if empty:
             self.log(f"[{self.name}] WARNING: the mask prunes these layers to nothing (no signal passes them "
                      f"except through shortcuts): {empty}")
-        params = dict(self.model.named_parameters())
-        self.masked = [(params[k], m.to(params[k].dtype)) for k, m in self.mask.items()]
-        self.g = torch.Generator().manual_seed(spec["seed"])
-        self.ctx = SimpleNamespace(spec=spec, device=self.device, num_classes=self.data.num_classes, log={},
-                                   batches=self.data.sampler(r["batch_size"], r.get("augment", {}), self.g),
-                                   teacher=self._teacher)
+        self.steps_per_epoch = -(-len(self.data.split["train"][1]) // r["batch_size"])
+        self.epochs = r["epochs"]
+        if r.get("steps"):
+            if r["steps"] > self.epochs * self.steps_per_epoch:
+                raise TrainingError(f"{self.name}: recipe.steps {r['steps']} needs more than recipe.epochs "
+                                    f"{self.epochs} ({self.steps_per_epoch} steps per epoch)")
+            self.epochs = -(-r["steps"] // self.steps_per_epoch)
+        self.total_steps = r.get("steps") or self.epochs * self.steps_per_epoch
+        self.g = torch.Generator().manual_seed(spec.get("order_seed", spec["seed"]))
         decay, no_decay = [], []
         for k, p in self.model.named_parameters():
             (no_decay if p.ndim <= 1 and r.get("no_decay_bn_bias", False) else decay).append(p)
         self.opt = torch.optim.SGD([{"params": decay, "weight_decay": r["weight_decay"]},
                                     {"params": no_decay, "weight_decay": 0.0}],
                                    lr=r["lr"], momentum=r["momentum"], nesterov=r.get("nesterov", False))
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, r["milestones"], r.get("gamma", 0.1))
-        self.rows, self.epoch, self.flow = [], 0, []
+        self.ctx = SimpleNamespace(spec=spec, device=self.device, num_classes=self.data.num_classes, log={},
+                                   batches=self.data.sampler(r["batch_size"], r.get("augment", {}), self.g),
+                                   teacher=self._teacher, mask=self.mask, target_mask=self.target_mask,
+                                   opt=self.opt, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+                                   step=0, gradient_flow=None)
+        self.rows, self.epoch, self.flow = [], int(spec.get("start_epoch", 0)), []
+        self.start_epoch = self.epoch
         if not (os.path.exists(self.ckpt_path) and self._resume()):
             for t in self.tweaks:
                 t.on_init(self.model, self.mask, self.ctx)
             self.mask.apply_(self.model)
+        self._remasked()
         self.step_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "on_train_step")]
+        self.backward_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "after_backward")]
         self._setup_monitor()
         losses = [t.loss(self.ctx) for t in self.tweaks]
         losses = [f for f in losses if f is not None]
         self.loss_fn = losses[0] if losses else (lambda logits, y, x: F.cross_entropy(logits, y))
+
+    def _remasked(self, before: Mask | None = None):
+        """After the live mask changed (or was set up): the (parameter, mask) pairs that the training step
+        multiplies, and, for connections whose state changed, zeroed weights and momentum (a regrown
+        connection starts from zero, a dropped one keeps no velocity)."""
+        params = dict(self.model.named_parameters())
+        self.masked = [(params[k], m.to(params[k].dtype)) for k, m in self.mask.items()]
+        if before is None:
+            return
+        with torch.no_grad():
+            for k, m in self.mask.items():
+                changed = m != before[k] if k in before else torch.ones_like(m)
+                if changed.any():
+                    p = params[k]
+                    p.mul_(m)
+                    buf = self.opt.state.get(p, {}).get("momentum_buffer")
+                    if buf is not None:
+                        buf.masked_fill_(changed, 0.0)
 
     def _resume(self) -> bool:
         ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
@@ -232,8 +296,9 @@ class Run:
             return False
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
-        self.sched.load_state_dict(ck["sched"])
         self.g.set_state(ck["rng"])
+        for k, m in ck.get("mask", {}).items():
+            self.mask[k] = m.to(self.device)
         self.rows, self.epoch, self.ctx.log, self.flow = ck["rows"], ck["epoch"], ck["log"], ck.get("flow", [])
         self.log(f"[{self.name}] resumed from checkpoint after epoch {self.epoch}")
         return True
@@ -248,6 +313,9 @@ class Run:
         x, y = fixed_examples(self.data, n * bs, m["seed"])
         self.hessian_batches = [(x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]) for i in range(n) if i * bs < len(y)]
         self.flow_examples = fixed_examples(self.data, m["gradflow_examples"], m["seed"] + 1) if m["gradflow_every"] else None
+        if self.flow_examples is not None:
+            from .analysis.gradflow import gradient_flow
+            self.ctx.gradient_flow = lambda model, mask: gradient_flow(model, mask, *self.flow_examples)
 
     def _top_eigenvalue(self) -> float:
         from .analysis.hessian import top_eigenvalues
@@ -258,8 +326,8 @@ class Run:
 
     def _checkpoint(self):
         atomic_save({"hash": self.hash, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                     "sched": self.sched.state_dict(), "rng": self.g.get_state(), "rows": self.rows,
-                     "epoch": self.epoch, "log": self.ctx.log, "flow": self.flow}, self.ckpt_path)
+                     "rng": self.g.get_state(), "rows": self.rows, "epoch": self.epoch, "log": self.ctx.log,
+                     "flow": self.flow, "mask": {k: m.cpu() for k, m in self.mask.items()}}, self.ckpt_path)
 
     def _save_weights(self, name: str, export: bool = False):
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
@@ -272,18 +340,23 @@ class Run:
         r, model = self.spec["recipe"], self.model
         model.train()
         total, correct, n = 0.0, 0, 0
-        grads_masks = [m for _, m in self.masked]
-        weights = [p for p, _ in self.masked]
-        steps = -(-len(self.data.split["train"][1]) // r["batch_size"])
+        steps = self.steps_per_epoch
         every = self.monitor["gradflow_every"] if self.monitor else 0
         for step, (x, y) in enumerate(self.data.train_batches(r["batch_size"], r.get("augment", {}), self.g)):
+            gstep = self.epoch * steps + step
+            if gstep >= self.total_steps:
+                break
+            self.ctx.step = gstep
+            lr = lr_at(r, self.epoch, gstep, steps, self.total_steps)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
             if self.step_hooks:
                 progress = self.epoch + step / steps
                 for t in self.step_hooks:
                     t.on_train_step(model, progress, self.ctx)
-            if every and (self.epoch * steps + step) % every == 0:
+            if every and gstep % every == 0:
                 from .analysis.gradflow import gradient_flow
-                self.flow.append({"step": self.epoch * steps + step, "epoch": self.epoch + step / steps,
+                self.flow.append({"step": gstep, "epoch": self.epoch + step / steps,
                                   "gradient_flow": gradient_flow(model, self.mask, *self.flow_examples)})
             out = model(x)
             loss = self.loss_fn(out, y, x)
@@ -291,12 +364,16 @@ class Run:
                 raise TrainingError(f"{self.name}: loss is {loss.item()} at epoch {self.epoch + 1}, step {step}")
             self.opt.zero_grad(set_to_none=False)
             loss.backward()
-            if weights:
-                torch._foreach_mul_([p.grad for p in weights], grads_masks)
+            if self.backward_hooks:
+                before = {k: m.clone() for k, m in self.mask.items()}
+                if any([t.after_backward(model, gstep, self.ctx) for t in self.backward_hooks]):
+                    self._remasked(before)
+            if self.masked:
+                torch._foreach_mul_([p.grad for p, _ in self.masked], [m for _, m in self.masked])
             self.opt.step()
-            if weights:
+            if self.masked:
                 with torch.no_grad():
-                    torch._foreach_mul_(weights, grads_masks)
+                    torch._foreach_mul_([p for p, _ in self.masked], [m for _, m in self.masked])
             total += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
             n += len(y)
@@ -305,7 +382,7 @@ class Run:
     def run(self) -> dict:
         self.setup()
         r, save_epochs = self.spec["recipe"], set(self.spec.get("save_epochs", []))
-        last = min(r["epochs"], self.spec.get("stop_after") or r["epochs"])
+        last = min(self.epochs, self.spec.get("stop_after") or self.epochs)
         if self.epoch == 0 and self.spec.get("save_init"):
             self._save_weights("init.pt")
         t0 = time.time()
@@ -314,9 +391,8 @@ class Run:
         try:
             while self.epoch < last:
                 te = time.time()
-                lr = self.opt.param_groups[0]["lr"]
+                lr = lr_at(r, self.epoch, self.epoch * self.steps_per_epoch, self.steps_per_epoch, self.total_steps)
                 train_loss, train_acc = self.train_epoch()
-                self.sched.step()
                 self.epoch += 1
                 ev = {s: evaluate(self.model, self.data, s, r.get("eval_batch_size", 1000)) for s in ("val", "test")}
                 self.rows.append({"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
@@ -348,10 +424,11 @@ class Run:
         best = max(self.rows, key=lambda row: (row["val_acc"], -row["epoch"]))
         measured = (1.0 - sum(int((p != 0).sum()) for p, _ in self.masked) /
                     max(1, sum(p.numel() for p, _ in self.masked))) if self.masked else 0.0
+        mask_sparsity = self.mask.sparsity if self.mask else 0.0
         summary = {"name": self.name, "best_val_epoch": best["epoch"], "val_acc_best": best["val_acc"],
                    "test_acc_best_val": best["test_acc"], "test_acc_last": self.rows[-1]["test_acc"],
-                   "test_loss_last": self.rows[-1]["test_loss"], "epochs": self.epoch,
-                   "measured_sparsity": measured, "train_seconds": seconds,
+                   "test_loss_last": self.rows[-1]["test_loss"], "epochs": self.epoch - self.start_epoch,
+                   "measured_sparsity": measured, "mask_sparsity": mask_sparsity, "train_seconds": seconds,
                    "params": sum(p.numel() for p in self.model.parameters()),
                    "tweak_log": self.ctx.log, "spec": self.spec}
         with open(self.path("summary.json"), "w") as f:

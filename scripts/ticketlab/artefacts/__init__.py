@@ -33,6 +33,14 @@ def read_runs(rows: list[dict], metric: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def read_file(path: str):
+    """A row's file: JSON (analysis results, mask reports) as a dict, CSV (per-epoch metrics) as a DataFrame."""
+    if path.endswith(".csv"):
+        return pd.read_csv(path)
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_paper(paths: list[str]) -> pd.DataFrame:
     """Paper values: columns sparsity (exact percent), variant, value, and optionally experiment
     and mask (when a paper table spans several); printed and source are for people."""
@@ -75,11 +83,8 @@ def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str, sa
 
 def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[str], outputs: list[str], aid: str):
     paper = read_paper(paper_paths)
-    if spec["kind"] in ANALYSIS_ARTEFACTS:  # rows name analysis results (JSON), not run summaries
-        results = []
-        for r in rows:
-            with open(r["path"]) as f:
-                results.append((r, json.load(f)))
+    if spec["kind"] in ANALYSIS_ARTEFACTS:  # rows name files the kind reads itself: analysis JSON, metrics CSV, mask reports
+        results = [(r, read_file(r["path"])) for r in rows]
         labels = {v: label(variants_cfg, v) for v in variants_cfg}
         ANALYSIS_ARTEFACTS.get(spec["kind"])({**spec, "id": aid}, results, paper, labels, outputs)
         return

@@ -26,11 +26,18 @@ for _name, _builder in [
 
 
 def build_model(arch: str, num_classes: int, in_channels: int = 3, input_size: int = 32, width: float = 1.0,
-                activation: str = "relu", extra_skip: bool = False) -> nn.Module:
+                activation: str = "relu", extra_skip: bool = False, stage_widths: list[int] | None = None) -> nn.Module:
+    """stage_widths (ResNets only): channels of each stage before the width factor, instead of the
+    architecture's own (the small-dense search uses it to match a parameter count closely)."""
     builder = MODELS.get(arch)
     make_activation(activation)  # fail early with a clear message on an unknown activation
+    extra = {}
+    if stage_widths is not None:
+        if not arch.startswith("resnet"):
+            raise ValueError(f"stage_widths is defined for the ResNets only, not {arch!r}")
+        extra["stage_widths"] = tuple(stage_widths)
     return builder(num_classes, in_channels=in_channels, input_size=input_size, width=width,
-                   activation=activation, extra_skip=extra_skip)
+                   activation=activation, extra_skip=extra_skip, **extra)
 
 
 def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -32,11 +32,11 @@ def zero_pad_shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 class ResNetA(ResNet):
     """Widths 16/32/64, n = (depth - 2) / 6 basic blocks per stage, Kaiming-normal conv and linear weights."""
 
-    def __init__(self, depth, num_classes, **kwargs):
+    def __init__(self, depth, num_classes, stage_widths=(16, 32, 64), **kwargs):
         if (depth - 2) % 6 != 0:
             raise ValueError(f"option-A ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
-        super().__init__(BasicBlock, [n, n, n], num_classes, stage_widths=(16, 32, 64),
+        super().__init__(BasicBlock, [n, n, n], num_classes, stage_widths=stage_widths,
                          shortcut=zero_pad_shortcut, **kwargs)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)) and not is_extra(m):

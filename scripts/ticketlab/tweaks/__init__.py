@@ -6,10 +6,16 @@ A tweak is a subclass of `Tweak` in its own module of this package, registered w
   * change the initialised, masked model before training (`on_init`, e.g. layer-wise scaling),
   * replace the loss (`loss`, e.g. label smoothing or distillation),
   * change the model during training (`on_train_step`, called before every optimisation step with the
-    progress in epochs, e.g. the "ghost" schedules of seed 002), and
+    progress in epochs, e.g. the "ghost" schedules of seed 002),
+  * act on the gradients and the live mask after every backward pass (`after_backward`, e.g. RST's
+    growing penalty, gradual pruning, SET / RigL mask updates), and
   * transform the state dict written as final.pt (`export`, e.g. strip the ghost skip parameters).
-`on_train_step` must be a pure function of (model, progress, recipe): a resumed run rebuilds the model
-and recomputes it, so anything it sets must not depend on earlier calls (resume is bitwise identical).
+A tweak that trains the pruned weights too (RST's extrusion) sets `needs_unpruned_init = True`: the run then
+does not zero them before `on_init`, and the tweak sets the live mask (ctx.mask) it trains under.
+`on_train_step` and `after_backward` must be pure functions of (model, step, settings, ctx.mask,
+ctx.target_mask): a resumed run rebuilds the model and restores only the weights, the optimiser, the data
+order and the live mask, so nothing they compute may depend on earlier calls (resume is bitwise identical);
+draw random numbers from a generator seeded by (seed, step).
 Its settings are `defaults` (overridable in the config's `tweaks:` section and per variant);
 `schema` (JSON schema of the settings) is checked when the configuration is loaded.
 Adding a tweak = one module here + a variant entry in the config.
@@ -30,6 +36,7 @@ TWEAKS = Registry("tweak")
 class Tweak:
     defaults: dict = {}
     schema: dict = {}  # JSON schema "properties" of the settings
+    needs_unpruned_init = False
 
     def __init__(self, **params):
         self.params = {**self.defaults, **params}
@@ -48,6 +55,16 @@ class Tweak:
         """Called before every optimisation step (before the forward pass), progress = epochs completed as
         a float (epoch index + step / steps_per_epoch); ctx.spec["recipe"] has the milestones etc.
         Only tweaks that override it are called. Must depend on progress only (see the module doc)."""
+
+    def after_backward(self, model: torch.nn.Module, step: int, ctx) -> bool:
+        """Called after every backward pass, before the gradients are masked and the optimiser steps; `step`
+        is the global optimisation step. The tweak may change parameter gradients and the live mask
+        ctx.mask (name -> bool tensor, in place); it returns True when it changed the mask (the run then
+        zeroes the weights and momentum of the connections whose state changed). Also in ctx:
+        target_mask (the mask file's), opt, steps_per_epoch, total_steps, spec, and gradient_flow
+        ((model, mask) -> float on the monitor's fixed examples, or None when nothing is monitored).
+        Only tweaks that override it are called."""
+        return False
 
     def export(self, state: dict) -> dict:
         """Transform the state dict written as final.pt (what masks and analyses read)."""
