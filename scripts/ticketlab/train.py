@@ -28,7 +28,10 @@ Writes into `outdir`: final.pt, metrics.csv (one row per epoch), summary.json, i
 rewind_e<k>.pt when asked, and checkpoint.pt after every epoch (atomically; removed on success).
 final.pt is the state dict after every tweak's `export` (e.g. ghost skip parameters stripped); tweaks that
 override `on_train_step` are called before every optimisation step with the progress in epochs.
-A run started again resumes from checkpoint.pt when the checkpoint was written for the same spec.
+A run started again resumes from checkpoint.pt when the checkpoint was written for the same spec. SIGTERM
+(preemption) makes the run write a checkpoint after the current step and exit with 143; such a checkpoint
+holds the position inside the epoch (the epoch's data-order state and the step), and the resumed run
+replays the epoch's batch draws up to it, so it continues exactly where it stopped.
 
 The mask is live: tweaks that override `after_backward` (dynamic sparse training, gradual pruning, RST)
 may change it during training; the checkpoint carries it, and the summary reports the final sparsity.
@@ -258,7 +261,10 @@ class Run:
                                    step=0, gradient_flow=None)
         self.rows, self.epoch, self.flow = [], int(spec.get("start_epoch", 0)), []
         self.start_epoch = self.epoch
-        if not (os.path.exists(self.ckpt_path) and self._resume()):
+        self.within = None  # position inside an epoch to resume from (a SIGTERM checkpoint)
+        self.stop = {"term": False}
+        self.resumed = os.path.exists(self.ckpt_path) and self._resume()
+        if not self.resumed:
             for t in self.tweaks:
                 t.on_init(self.model, self.mask, self.ctx)
             self.mask.apply_(self.model)
@@ -300,7 +306,11 @@ class Run:
         for k, m in ck.get("mask", {}).items():
             self.mask[k] = m.to(self.device)
         self.rows, self.epoch, self.ctx.log, self.flow = ck["rows"], ck["epoch"], ck["log"], ck.get("flow", [])
-        self.log(f"[{self.name}] resumed from checkpoint after epoch {self.epoch}")
+        if ck.get("within"):  # written mid-epoch (SIGTERM): restart the epoch's data order, skip the steps done
+            self.g.set_state(ck["within"]["rng"])
+            self.within = ck["within"]
+        self.log(f"[{self.name}] resumed from checkpoint after epoch {self.epoch}"
+                 + (f", step {self.within['step']}" if self.within else ""))
         return True
 
     def _setup_monitor(self):
@@ -324,10 +334,13 @@ class Run:
                   for x, y in self.hessian_batches]
         return float(np.mean(values))
 
-    def _checkpoint(self):
+    def _checkpoint(self, within: dict | None = None):
+        """Everything a resumed run needs, written atomically; `within`: the position inside the current
+        epoch (its data-order state, steps done, running totals) for a mid-epoch checkpoint."""
         atomic_save({"hash": self.hash, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                      "rng": self.g.get_state(), "rows": self.rows, "epoch": self.epoch, "log": self.ctx.log,
-                     "flow": self.flow, "mask": {k: m.cpu() for k, m in self.mask.items()}}, self.ckpt_path)
+                     "flow": self.flow, "mask": {k: m.cpu() for k, m in self.mask.items()}, "within": within},
+                    self.ckpt_path)
 
     def _save_weights(self, name: str, export: bool = False):
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
@@ -339,10 +352,14 @@ class Run:
     def train_epoch(self) -> tuple[float, float]:
         r, model = self.spec["recipe"], self.model
         model.train()
-        total, correct, n = 0.0, 0, 0
+        epoch_rng = self.g.get_state()
+        within, self.within = self.within or {"step": 0, "totals": (0.0, 0, 0)}, None
+        total, correct, n = within["totals"]
         steps = self.steps_per_epoch
         every = self.monitor["gradflow_every"] if self.monitor else 0
         for step, (x, y) in enumerate(self.data.train_batches(r["batch_size"], r.get("augment", {}), self.g)):
+            if step < within["step"]:  # resumed mid-epoch: these batches were drawn (same draws) and trained on
+                continue
             gstep = self.epoch * steps + step
             if gstep >= self.total_steps:
                 break
@@ -377,17 +394,20 @@ class Run:
             total += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
             n += len(y)
+            if self.stop["term"]:
+                self._checkpoint({"rng": epoch_rng, "step": step + 1, "totals": (total, correct, n)})
+                self.log(f"[{self.name}] SIGTERM: checkpoint written at epoch {self.epoch + 1}, step {step + 1}; exiting")
+                sys.exit(143)
         return total / n, 100.0 * correct / n
 
     def run(self) -> dict:
         self.setup()
         r, save_epochs = self.spec["recipe"], set(self.spec.get("save_epochs", []))
         last = min(self.epochs, self.spec.get("stop_after") or self.epochs)
-        if self.epoch == 0 and self.spec.get("save_init"):
+        if not self.resumed and self.spec.get("save_init"):
             self._save_weights("init.pt")
         t0 = time.time()
-        stop = {"term": False}
-        old = signal.signal(signal.SIGTERM, lambda *a: stop.update(term=True))
+        old = signal.signal(signal.SIGTERM, lambda *a: self.stop.update(term=True))
         try:
             while self.epoch < last:
                 te = time.time()
@@ -408,7 +428,7 @@ class Run:
                 self.log(f"[{self.name}] epoch {self.epoch}/{last} lr {lr:.4g} "
                          f"train {train_loss:.3f}/{train_acc:.2f}% val {ev['val'][1]:.2f}% test {ev['test'][1]:.2f}% "
                          f"({self.rows[-1]['seconds']:.1f}s)")
-                if stop["term"]:
+                if self.stop["term"]:  # arrived during evaluation: the epoch's checkpoint is written
                     self.log(f"[{self.name}] SIGTERM: checkpoint written after epoch {self.epoch}; exiting")
                     sys.exit(143)
         finally:
