@@ -7,7 +7,7 @@ CORES ?= all
 CONFIG ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test report paper-dry-run clean
+.PHONY: setup slurm-bins demo test bench footprint report paper-dry-run clean
 setup: $(STAMP)
 
 # Idempotent: re-runs only when the pins change. pip takes torch/torchvision from PyPI (or this
@@ -18,11 +18,31 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+# Debian's slurm-wlm and munge for tests/test_slurm.py (a single-node SLURM on this machine), installed
+# when slurmctld is missing; apt-get needs root (CI runs as root). Without them that test fails, with
+# the reason, unless TICKETLAB_SKIP_SLURM=1; the demo does not need them.
+APT_SLURM := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurm-wlm munge
+slurm-bins:
+	@if [ "$${TICKETLAB_SKIP_SLURM:-0}" != 1 ] && ! command -v slurmctld >/dev/null && ! test -x /usr/sbin/slurmctld; then \
+	  $(APT_SLURM) || { apt-get update -q && $(APT_SLURM); } \
+	  || echo "warning: could not install slurm-wlm and munge (needs root): tests/test_slurm.py will fail"; \
+	fi
+
 demo: setup
 	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
 
-test: setup
+test: setup slurm-bins
 	$(PY) -m pytest
+
+# Training throughput (scripts/bench.py): the papers' input pipeline vs ours, masked vs dense; a GPU when
+# there is one. Options through BENCH, e.g. make bench BENCH="--concurrent 4" (4 runs at once on the device).
+bench: setup
+	$(PY) scripts/bench.py $(BENCH)
+
+# Disk footprint of a configuration's results, estimated from its DAG without running it (scripts/footprint.py),
+# e.g. make footprint CONFIG=config/paper/tost.yaml; MEASURE=1 also measures what exists under results/.
+footprint: setup
+	$(PY) scripts/footprint.py $(if $(CONFIG),--configfile $(CONFIG)) $(if $(MEASURE),--measure)
 
 report: setup
 	snakemake --report report.html $(if $(CONFIG),--configfile $(CONFIG))

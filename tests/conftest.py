@@ -1,10 +1,15 @@
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = str(REPO / "workflow" / "Snakefile")
+SMOKE = str(REPO / "tests" / "smoke.yaml")
 os.environ.setdefault("PATH", "")
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the venv's snakemake
 
@@ -18,6 +23,36 @@ def digits_npz(tmp_path_factory):
     return str(path)
 
 
+def same_weights(a, b) -> bool:
+    """Two weight files hold the same tensors, bit for bit."""
+    import torch
+    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.fixture
+def kill_after(monkeypatch):
+    """kill_after(n): from then on a run raises KeyboardInterrupt right after writing its n-th end-of-epoch
+    checkpoint (counted over all runs), as a kill leaves it; kill_after(None) lets runs finish again."""
+    from ticketlab.train import Run
+    original = Run._checkpoint
+
+    def arm(n):
+        if n is None:
+            monkeypatch.setattr(Run, "_checkpoint", original)
+            return
+        calls = {"n": 0}
+
+        def dies(self, within=None):
+            original(self, within)
+            if within is None:
+                calls["n"] += 1
+                if calls["n"] == n:
+                    raise KeyboardInterrupt("killed")
+        monkeypatch.setattr(Run, "_checkpoint", dies)
+    return arm
+
+
 def tiny_spec(data: str, **over) -> dict:
     """A run spec small enough for unit tests (ResNet-18 at 1/16 width, 8x8 digits)."""
     spec = {"name": "test", "data": data, "model": {"arch": "resnet18", "width": 0.0625},
@@ -27,3 +62,41 @@ def tiny_spec(data: str, **over) -> dict:
             "seed": 0, "mask": None, "init": {"from": "fresh"}, "tweaks": {}, "teacher": None, "device": "cpu"}
     spec.update(over)
     return spec
+
+
+def snakemake(workdir, *args, check=True):
+    """Run the workflow's snakemake in `workdir` on 2 cores; returns its output (stdout + stderr)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--directory", str(workdir), "--cores", "2", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p.stdout + p.stderr
+
+
+def planned(output: str) -> dict[str, int]:
+    """Job counts per rule from a dry run's 'Job stats' table."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    # rule names may hold dots (dense_<recipe>, e.g. dense_sanity_lr0.01)
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w[\w.]*)\s+(\d+)$", table, re.M) if m[0] != "total"}
+
+
+def config_with(*paths) -> dict:
+    """config/config.yaml with the given files applied over it, as Snakemake's --configfile does, checked."""
+    from snakemake.utils import update_config
+
+    from ticketlab.config import validate
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for p in paths:
+        update_config(cfg, yaml.safe_load(open(p)))
+    return validate(cfg)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The whole demo DAG (every artefact of the five papers) at smoke scale (tests/smoke.yaml), built
+    once per test session; the papers' workflow tests check its outputs."""
+    work = tmp_path_factory.mktemp("smoke")
+    snakemake(work, "--configfile", SMOKE)
+    return work

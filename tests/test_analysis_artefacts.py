@@ -35,9 +35,15 @@ def nonempty(paths):
     return all(open(p, "rb").read(8) for p in paths)
 
 
-def test_analysis_kinds_are_separate_from_summary_kinds():
-    assert set(ANALYSIS_ARTEFACTS) == {"activation_table", "analysis_sparsity", "curve_lines", "landscape"}
-    assert not set(ANALYSIS_ARTEFACTS) & set(ARTEFACTS)
+def test_every_kind_is_registered_once_and_routed_to_a_table_or_a_figure_rule():
+    import yaml
+
+    from ticketlab.plan import FIGURE_KINDS, TABLE_KINDS
+    assert not set(ANALYSIS_ARTEFACTS) & set(ARTEFACTS)  # a kind reads either run summaries or its own files
+    assert not TABLE_KINDS & FIGURE_KINDS
+    assert set(ANALYSIS_ARTEFACTS) | set(ARTEFACTS) == TABLE_KINDS | FIGURE_KINDS
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["properties"]["artefacts"]["additionalProperties"]["properties"]["kind"]["enum"]) == TABLE_KINDS | FIGURE_KINDS
 
 
 def test_paper_values_of_the_activation_tables():

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_spec
+from conftest import same_weights, tiny_spec
 from ticketlab import tweaks
 from ticketlab.models import build_model
 from ticketlab.models.layers import ConvBN, PSwish, is_extra
@@ -190,25 +190,17 @@ def test_ghost_steps_see_the_progress(tmp_path, digits_npz, monkeypatch):
     assert seen == [s / steps for s in range(steps)]
 
 
-def test_killed_ghost_run_resumes_to_identical_weights(tmp_path, digits_npz, monkeypatch):
+def test_killed_ghost_run_resumes_to_identical_weights(tmp_path, digits_npz, kill_after):
     # killed after epoch 1 of 3, mid-schedule (decay at 2): the resumed run must recompute gate and beta
     spec = ghost_spec(digits_npz, epochs=3, milestones=(2,))
     straight = run(spec, str(tmp_path / "straight"))
-    original = Run._checkpoint
-
-    def dies_after_epoch_1(self):
-        original(self)
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(Run, "_checkpoint", dies_after_epoch_1)
+    kill_after(1)
     with pytest.raises(KeyboardInterrupt):
         run(spec, str(tmp_path / "killed"))
-    monkeypatch.setattr(Run, "_checkpoint", original)
+    kill_after(None)
     resumed = run(spec, str(tmp_path / "killed"))
     assert not os.path.exists(tmp_path / "killed" / "checkpoint.pt")
-    a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)
-    b = torch.load(tmp_path / "killed" / "final.pt", weights_only=True)
-    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert same_weights(tmp_path / "straight" / "final.pt", tmp_path / "killed" / "final.pt")
     assert [r["test_acc"] for r in metrics_rows(tmp_path / "straight")] == \
         [r["test_acc"] for r in metrics_rows(tmp_path / "killed")]
     assert resumed["epochs"] == straight["epochs"] == 3

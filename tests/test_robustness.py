@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, tiny_spec
+from conftest import REPO, same_weights, tiny_spec
 from helpers import slow_run  # noqa: F401  (registers the _slow tweak in this process too)
 from ticketlab.train import run
 
@@ -38,11 +38,6 @@ def wait_for(path, proc, timeout=120):
             proc.kill()
             raise AssertionError(f"timed out waiting for {path}")
         time.sleep(0.02)
-
-
-def same_weights(a, b):
-    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
-    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
 @pytest.fixture(scope="module")

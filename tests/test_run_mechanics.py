@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, tiny_spec
+from conftest import REPO, same_weights, tiny_spec
 from ticketlab import plan
 from ticketlab.config import ConfigError, load, validate
 from ticketlab.masks import covered, magnitude_prune, prunable
@@ -112,7 +112,7 @@ class FlipAtStep(Tweak):
         return True
 
 
-def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz, monkeypatch):
+def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz, kill_after):
     probe = Run(tiny_spec(digits_npz), str(tmp_path / "probe"))
     probe.setup()
     mask = magnitude_prune({k: p.detach() for k, p in prunable(probe.model).items()}, 0.5)
@@ -126,22 +126,12 @@ def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz,
     assert r.mask["conv1.conv.weight"].flatten()[grow] and not r.mask["conv1.conv.weight"].flatten()[drop]
     assert summary["mask_sparsity"] == pytest.approx(mask.sparsity)
 
-    calls = {"n": 0}
-    original = Run._checkpoint
-
-    def dies_after_epoch_1(self):
-        original(self)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Run, "_checkpoint", dies_after_epoch_1)
+    kill_after(1)
     with pytest.raises(KeyboardInterrupt):
         run(spec, str(tmp_path / "killed"))
-    monkeypatch.setattr(Run, "_checkpoint", original)
+    kill_after(None)
     run(spec, str(tmp_path / "killed"))
-    a, b = torch.load(tmp_path / "live" / "final.pt"), torch.load(tmp_path / "killed" / "final.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_weights(tmp_path / "live" / "final.pt", tmp_path / "killed" / "final.pt")
 
 
 def test_covered_keeps_the_first_and_last_layers_dense():

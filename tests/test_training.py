@@ -57,24 +57,14 @@ def test_rewinding_loads_the_weights_of_that_exact_epoch(tmp_path, digits_npz):
         assert torch.equal(p, expected), k
 
 
-def test_killed_run_resumes_to_identical_weights(tmp_path, digits_npz, monkeypatch):
+def test_killed_run_resumes_to_identical_weights(tmp_path, digits_npz, kill_after):
     spec = tiny_spec(digits_npz, tweaks={"ls": {"alpha": 0.1, "style": "uniform"}})
     run(spec, str(tmp_path / "straight"))
-
-    calls = {"n": 0}
-    original = Run._checkpoint
-
-    def dies_after_epoch_2(self):
-        original(self)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(Run, "_checkpoint", dies_after_epoch_2)
+    kill_after(2)
     with pytest.raises(KeyboardInterrupt):
         run(spec, str(tmp_path / "killed"))
     assert os.path.exists(tmp_path / "killed" / "checkpoint.pt")
-    monkeypatch.setattr(Run, "_checkpoint", original)
+    kill_after(None)
     summary = run(spec, str(tmp_path / "killed"))
     assert not os.path.exists(tmp_path / "killed" / "checkpoint.pt")
     a, b = state(tmp_path / "straight" / "final.pt"), state(tmp_path / "killed" / "final.pt")

@@ -1,40 +1,8 @@
 """The Snakemake workflow end to end at smoke scale, its caching, and the paper dry-run."""
-import re
-import subprocess
-import sys
-
 import pandas as pd
-import pytest
 import yaml
 
-from conftest import REPO
-
-SNAKEFILE = str(REPO / "workflow" / "Snakefile")
-SMOKE = str(REPO / "tests" / "smoke.yaml")
-
-
-def snakemake(workdir, *args, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--directory", str(workdir), "--cores", "2", *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
-    return p.stdout + p.stderr
-
-
-def planned(output: str) -> dict[str, int]:
-    """Job counts per rule from a dry run's 'Job stats' table."""
-    if "Nothing to be done" in output:
-        return {}
-    table = output.split("Job stats:")[1].split("\n\n")[0]
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("smoke")
-    snakemake(work, "--configfile", SMOKE)
-    return work
-
+from conftest import REPO, SMOKE, planned, snakemake
 
 ARTEFACTS = list(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["artefacts"])
 

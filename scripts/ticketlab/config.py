@@ -116,7 +116,9 @@ def _check_variant(cfg, vname: str, v: dict):
 
 # artefact kind -> the analysis kinds it can show
 ANALYSIS_ARTEFACTS = {"activation_table": {"activations"}, "analysis_sparsity": {"hessian", "perturbation"},
-                      "curve_lines": {"trajectory", "perturbation"}, "landscape": {"landscape"}}
+                      "curve_lines": {"trajectory", "perturbation"}, "landscape": {"landscape"},
+                      "ensemble_table": {"predictions"}, "basin_figure": {"interpolation"},
+                      "init_signal_lines": {"init_signal"}, "correlation_lines": {"correlation"}}
 
 
 def _check_analyses(cfg):
@@ -125,7 +127,7 @@ def _check_analyses(cfg):
     for name, a in cfg["analyses"].items():
         where = f"analyses.{name}"
         known = MONITOR_DEFAULTS if a["kind"] == "trajectory" else ANALYSES.get(a["kind"]).defaults
-        allowed = set(known) | {"kind"} | ({"weights"} if a["kind"] != "trajectory" else set())
+        allowed = set(known) | {"kind"} | ({"weights", "reference", "reference_dense"} if a["kind"] != "trajectory" else set())
         for k, v in a.items():
             if k not in allowed:
                 raise ConfigError(f"config error at {where}.{k}: unknown setting for kind {a['kind']!r}; "
@@ -136,6 +138,13 @@ def _check_analyses(cfg):
             src = cfg["analyses"].get(a["weights"])
             if src is None or src["kind"] != "trajectory":
                 raise ConfigError(f"config error at {where}.weights: {a['weights']!r} is not a trajectory analysis")
+        needs = a["kind"] != "trajectory" and ANALYSES.get(a["kind"]).needs_reference
+        if needs != bool(a.get("reference")):
+            raise ConfigError(f"config error at {where}: kind {a['kind']!r} " + (
+                "needs `reference` (the variant whose final weights it compares with)" if needs else
+                "compares with no reference run; remove `reference`"))
+        if a.get("reference"):
+            _need(cfg, f"{where}.reference", "variants", a["reference"])
 
 
 def _check_artefact_analysis(cfg, a: dict, where: str):
@@ -174,6 +183,8 @@ def _check_references(cfg):
     for mname, m in cfg["masks"].items():
         if m.get("source_mask"):
             _need(cfg, f"masks.{mname}.source_mask", "masks", m["source_mask"])
+        if m.get("cycle_recipe"):
+            _need(cfg, f"masks.{mname}.cycle_recipe", "recipes", m["cycle_recipe"])
         if m.get("from_epoch") or m.get("from_variant"):
             from .masks import MASK_METHODS
             if MASK_METHODS.get(m["method"]).weights != "trained" or m["method"] == "imp":
@@ -199,6 +210,11 @@ def _check_references(cfg):
         if a["kind"] == "sparsity_table" and (len(a["experiments"]) > 1 or len(a["masks"]) > 1):
             raise ConfigError(f"config error at {where}: a sparsity_table shows one experiment and one mask "
                               f"(use grid_table for several)")
+        for i, s in enumerate(a.get("series", [])):  # series_lines: its points are the runs planned
+            for mask, v in s["points"]:
+                if mask not in a["masks"] or v not in a["variants"]:
+                    raise ConfigError(f"config error at {where}.series[{i}]: point [{mask}, {v}] needs {mask!r} in "
+                                      f"{where}.masks and {v!r} in {where}.variants")
         for i, ename in enumerate(a["experiments"]):
             _need(cfg, f"{where}.experiments[{i}]", "experiments", ename)
             e = cfg["experiments"][ename]
@@ -221,6 +237,12 @@ def _check_references(cfg):
                 if var["init"] == "rewind" and var["rewind_epoch"] not in cfg["recipes"][recipe]["save_epochs"]:
                     raise ConfigError(f"config error at variants.{v}.rewind_epoch: epoch {var['rewind_epoch']} is not in "
                                       f"recipes.{recipe}.save_epochs (artefact {aname})")
+        for i, r in enumerate(a.get("rows", [])):
+            if r[2:] and r[2] not in a["experiments"]:
+                raise ConfigError(f"config error at {where}.rows[{i}]: experiment {r[2]!r} is not in {where}.experiments")
+        for v in a["replicas"] if isinstance(a.get("replicas"), dict) else []:
+            if v not in names:
+                raise ConfigError(f"config error at {where}.replicas.{v}: not a variant this artefact shows")
     for t in cfg.get("targets", []):
         if t not in cfg["artefacts"]:
             raise ConfigError(f"config error at targets: unknown artefact {t!r}")

@@ -54,7 +54,8 @@ def make_mask(spec: dict, out: str) -> None:
     g = torch.Generator().manual_seed(spec.get("seed", 0))
     ctx = PruneContext(model=model, weights=weights, sparsity=spec["sparsity"], spec=spec, previous=previous,
                        source=source, generator=g,
-                       batches=data.sampler(spec.get("batch_size", 256), {}, g))
+                       batches=data.sampler(spec.get("batch_size", 256), {}, g),
+                       workdir=os.path.splitext(out)[0] + ".cycles")
     mask = MASK_METHODS.get(spec["method"])(ctx)
     meta = {k: spec.get(k) for k in ("method", "sparsity", "layers", "keep_dense", "scope", "weights", "previous", "source")}
     mask.save(out, **meta)
@@ -66,22 +67,33 @@ def make_mask(spec: dict, out: str) -> None:
 
 def analyse(spec: dict, out: str, threads: int = 1) -> dict:
     """Run one registered analysis (ticketlab.analysis) on a trained run and write its JSON result,
-    with the settings and the seconds it took."""
+    with the settings and the seconds it took. Kinds flagged needs_init / needs_reference also get the
+    weights the run started from / the reference run's final weights; a kind's arrays go to the .npz
+    beside the JSON (plan.arrays_path)."""
     import time
 
     import torch
 
-    from .analysis import ANALYSES
-    from .train import Data, load_trained, pick_device
+    from .analysis import ANALYSES, COMMON
+    from .plan import arrays_path
+    from .train import Data, initial_weights, load_trained, pick_device
 
-    torch.set_num_threads(max(1, threads))
     run, a = spec["run"], spec["analysis"]
+    kind = ANALYSES.get(a["kind"])
+    extra = {"init": initial_weights(run, threads)} if kind.needs_init else {}
+    if kind.needs_reference:
+        extra["reference"] = torch.load(spec["reference"], map_location="cpu", weights_only=True)
+    torch.set_num_threads(max(1, threads))
     device = pick_device(run.get("device", "auto"))
     data = Data(run["data"], device)
     model, mask = load_trained(run, spec["weights"], data, spec["epochs"], device)
     t0 = time.time()
-    result = ANALYSES.get(a["kind"])(model, mask, data, {k: v for k, v in a.items() if k not in ("kind", "weights")})
+    result = kind(model, mask, data, {k: v for k, v in a.items() if k not in COMMON}, **extra)
+    if kind.arrays:
+        _write_arrays(result.pop("arrays"), arrays_path(out))
     result = {**result, "analysis": a, "run": run["name"], "weights": spec["weights"], "seconds": time.time() - t0}
+    if kind.needs_reference:
+        result["reference"] = spec["reference"]
     _write_json(result, out)
     print(f"{out}: {a['kind']} in {result['seconds']:.1f}s")
     return result
@@ -89,7 +101,8 @@ def analyse(spec: dict, out: str, threads: int = 1) -> dict:
 
 def trajectory(spec: dict, out: str, threads: int = 1) -> dict:
     """Re-train a run with its monitors on; the curves (accuracy and top Hessian eigenvalue per epoch,
-    gradient flow per step) go to `out`, the re-run's weights, metrics and summary beside it."""
+    gradient flow per step, and those the tweaks logged in ctx.log["curves"]) go to `out`, the re-run's
+    weights, metrics and summary beside it."""
     from .train import Run
     r = Run(spec, spec["name"], threads)
     summary = r.run()
@@ -97,11 +110,18 @@ def trajectory(spec: dict, out: str, threads: int = 1) -> dict:
               for k in ("train_acc", "val_acc", "test_acc", "test_loss", "top_eigenvalue") if k in r.rows[0]}
     if r.flow:
         curves["gradient_flow"] = {"x": [f["step"] for f in r.flow], "y": [f["gradient_flow"] for f in r.flow]}
+    curves.update(summary["tweak_log"].get("curves", {}))  # logged by tweaks, e.g. DST's gradient flow at mask updates
     result = {"curves": curves, "milestones": spec["recipe"]["milestones"], "best_val_epoch": summary["best_val_epoch"],
               "steps_per_epoch": -(-len(r.data.split["train"][1]) // spec["recipe"]["batch_size"]),
               "analysis": spec["monitor"], "run": spec["name"], "seconds": summary["train_seconds"]}
     _write_json(result, out)
     return result
+
+
+def _write_arrays(arrays: dict, out: str) -> None:
+    tmp = f"{out}.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, out)
 
 
 def _write_json(obj, out: str) -> None:
@@ -116,29 +136,53 @@ def make_artefact(spec: dict, variants: dict, rows: list[dict], paper: list[str]
     build(spec, variants, rows, paper, outputs, aid)
 
 
-def main(smk) -> None:
-    """Dispatch a Snakemake `script:` job by its rule name."""
-    rule, log = smk.rule, (smk.log[0] if smk.log else None)
-    with logged(log):
+def describe(smk) -> dict:
+    """The plain description of a Snakemake `script:` job that run_job needs (picklable, for the job server)."""
+    return {"rule": smk.rule, "log": smk.log[0] if smk.log else None, "threads": smk.threads,
+            "params": dict(smk.params.items()), "output": list(smk.output), "named_output": dict(smk.output.items()),
+            "paper": list(smk.input.paper) if hasattr(smk.input, "paper") else [],
+            "id": dict(smk.wildcards.items()).get("id")}
+
+
+def run_job(job: dict) -> None:
+    """Run a job (describe) by its rule name, its prints and errors in its log."""
+    rule, p, out = job["rule"], job["params"], job["output"]
+    with logged(job["log"]):
         try:
             if rule == "prepare_data":
-                prepare_data(smk.params.spec, smk.output[0])
+                prepare_data(p["spec"], out[0])
             elif rule.startswith("dense_") or rule == "retrain":
-                train(smk.params.spec, os.path.dirname(smk.output[0]), smk.threads)
+                train(p["spec"], os.path.dirname(out[0]), job["threads"])
             elif rule == "mask":
-                make_mask(smk.params.spec, smk.output.mask)
-            elif rule == "analysis":
-                analyse(smk.params.spec, smk.output[0], smk.threads)
+                make_mask(p["spec"], job["named_output"]["mask"])
+            elif rule in ("analysis", "analysis_arrays"):
+                analyse(p["spec"], out[0], job["threads"])
             elif rule == "trajectory":
-                trajectory(smk.params.spec, smk.output.json, smk.threads)
+                trajectory(p["spec"], job["named_output"]["json"], job["threads"])
             elif rule in ("table", "figure"):
-                job = smk.params.job
-                make_artefact(job["spec"], job["variants"], job["rows"], list(smk.input.paper),
-                              list(smk.output), smk.wildcards.id)
+                a = p["job"]
+                make_artefact(a["spec"], a["variants"], a["rows"], job["paper"], out, job["id"])
             else:
                 raise ValueError(f"no job for rule {rule!r}")
         except Exception:
             import traceback
             traceback.print_exc()
             raise
-    sys.stdout.flush()
+        sys.stdout.flush()
+
+
+def main(smk) -> None:
+    """Entry point of the rules' `script:` jobs: run the job in a child of the local job server (which
+    keeps torch imported; ticketlab.jobserver), or here when the server is off or out of reach."""
+    from . import jobserver
+    job = describe(smk)
+    if jobserver.enabled():
+        try:
+            status = jobserver.submit(job)
+        except (OSError, TimeoutError) as e:
+            print(f"ticketlab job server unavailable ({e}); running the job directly", file=sys.stderr)
+        else:
+            if status:
+                sys.exit(status)
+            return
+    run_job(job)

@@ -175,6 +175,7 @@ class PruneContext:
     source: Mask | None = None                      # ratios_from: another method's mask, same sparsity
     batches: Callable[[], tuple] | None = None      # -> (x, y), normalised training batches
     generator: torch.Generator | None = None        # for random draws
+    workdir: str | None = None                      # methods that train (lth_iter): where their resumable runs go
 
 
 def mask_method(name: str, weights: str = "trained"):
@@ -200,3 +201,4 @@ def omp_mask(ctx: PruneContext) -> Mask:
 
 
 from . import pruners  # noqa: E402,F401  (register the zoo)
+from . import iterative  # noqa: E402,F401  (lth_iter: masks that train)

@@ -20,8 +20,14 @@ from .config import REPO, snap
 from .masks import MASK_METHODS, imp_level, imp_sparsity
 
 RESULTS = "results"
-TABLE_KINDS = {"sparsity_table", "grid_table", "activation_table"}
-FIGURE_KINDS = {"sparsity_lines", "analysis_sparsity", "curve_lines", "landscape"}
+TABLE_KINDS = {"sparsity_table", "grid_table", "activation_table", "ensemble_table", "init_table", "jackpot_table",
+               "hyperparameter_table"}
+FIGURE_KINDS = {"sparsity_lines", "analysis_sparsity", "curve_lines", "landscape", "basin_figure", "series_lines",
+                "epoch_lines", "layer_sparsity", "init_signal_lines", "lr_lines", "remaining_lines", "correlation_lines"}
+# kinds that also get the settings of their experiments (`setup` in their spec: learning rates, groups, Table E.1);
+# CONFIG_KINDS read nothing else (no runs: the table is the configuration itself)
+SETUP_KINDS = {"jackpot_table", "hyperparameter_table", "lr_lines", "remaining_lines", "correlation_lines"}
+CONFIG_KINDS = {"hyperparameter_table"}
 
 
 def sp_tag(s: float) -> str:
@@ -85,10 +91,17 @@ def init_weights(cfg, w, epoch: int) -> str:
     return f"{dense_dir(w)}/{'init.pt' if epoch == 0 else f'rewind_e{epoch}.pt'}"
 
 
+def fast_settings(cfg) -> dict:
+    """The device settings (precision, channels_last, compile) that differ from their defaults: only those
+    enter a training spec, so adding the settings left every existing run's params (and results) as they were."""
+    from .train import FAST_DEFAULTS
+    return {k: cfg[k] for k, v in FAST_DEFAULTS.items() if cfg.get(k, v) != v}
+
+
 def dense_spec(cfg, w) -> dict:
     return canonical({"name": dense_dir(w), "data": data_path(w.dataset), "model": cfg["models"][w.model],
             "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed), "mask": None,
-            "init": {"from": "fresh"}, "tweaks": {}, "teacher": None, "device": cfg["device"],
+            "init": {"from": "fresh"}, "tweaks": {}, "teacher": None, "device": cfg["device"], **fast_settings(cfg),
             "save_init": True, "save_epochs": cfg["recipes"][w.recipe]["save_epochs"]})
 
 
@@ -149,7 +162,7 @@ def retrain_spec(cfg, w) -> dict:
     return canonical({"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
             "recipe": {**recipe_for_retrain(cfg, w.recipe), **v.get("recipe", {})}, "seed": seed,
             "mask": mask, "init": init, "tweaks": tweaks, **extra,
-            "teacher": f"{dense_dir(w)}/final.pt" if teacher else None, "device": cfg["device"]})
+            "teacher": f"{dense_dir(w)}/final.pt" if teacher else None, "device": cfg["device"], **fast_settings(cfg)})
 
 
 def spec_inputs(spec: dict) -> dict:
@@ -180,7 +193,10 @@ def mask_spec(cfg, w) -> dict:
             previous = mask_path(w, w.mask, prev)
     if m.get("source_mask"):
         source = mask_path(w, m["source_mask"], exact_sparsity(cfg, m["source_mask"], s))
-    return canonical({**m, "sparsity": s, "weights": weights, "previous": previous, "source": source,
+    trains = {}
+    if m.get("cycle_recipe"):  # lth_iter trains in the mask job: the recipe's settings are the mask's settings
+        trains = {"cycle_recipe": recipe_for_retrain(cfg, m["cycle_recipe"]), "device": cfg["device"], **fast_settings(cfg)}
+    return canonical({**m, "sparsity": s, "weights": weights, "previous": previous, "source": source, **trains,
                       "data": data_path(w.dataset), "model": cfg["models"][w.model], "seed": int(w.seed)})
 
 
@@ -205,6 +221,20 @@ def analysis_path(run: str, name: str) -> str:
     return f"{RESULTS}/analysis/{run.removeprefix(RESULTS + '/runs/')}/{name}.json"
 
 
+def arrays_path(json_path: str) -> str:
+    """The .npz beside an analysis JSON, for kinds that write arrays (rule analysis_arrays)."""
+    return json_path.removesuffix(".json") + ".npz"
+
+
+def analysis_rule(cfg, name: str) -> str:
+    """The rule that makes an analysis: trajectory (a monitored re-run), analysis_arrays (JSON + .npz) or analysis."""
+    kind = cfg["analyses"][name]["kind"]
+    if kind == "trajectory":
+        return "trajectory"
+    from .analysis import ANALYSES
+    return "analysis_arrays" if ANALYSES.get(kind).arrays else "analysis"
+
+
 def parse_run(run: str):
     """The wildcards of a run from its path under results/runs (see run_dir): (w, mask, sparsity tag, variant)."""
     parts = run.split("/")
@@ -224,7 +254,10 @@ def parse_run(run: str):
 def analysis_spec(cfg, run: str, name: str) -> dict:
     """What an analysis job needs: the run's spec (model, tweaks, mask, data), the weights analysed
     (the run's final.pt, or the monitored re-run of the trajectory analysis named by `weights`) and
-    how many epochs they were trained (tweak state such as ghost gates depends on it)."""
+    how many epochs they were trained (tweak state such as ghost gates depends on it); for kinds that
+    need them, `initial` (the job rebuilds the run's starting weights from its spec) and `reference`
+    (the final weights of the `reference` variant's run at the same mask and sparsity, or on the dense
+    network with reference_dense, e.g. the pruning solution)."""
     w = parse_run(run)
     spec = retrain_spec(cfg, w)
     a = analysis_settings(cfg, name)
@@ -237,14 +270,22 @@ def analysis_spec(cfg, run: str, name: str) -> dict:
         src = analysis_settings(cfg, a["weights"])
         weights = f"{RESULTS}/analysis/{run}/{a['weights']}/final.pt"
         epochs = min(epochs, src["epochs"] or epochs)
-    return canonical({"run": spec, "analysis": a, "weights": weights, "epochs": epochs})
+    from .analysis import ANALYSES
+    kind, extra = ANALYSES.get(a["kind"]), {}
+    if kind.needs_init:
+        extra["initial"] = True
+    if kind.needs_reference:
+        src = ("dense", 0.0) if a.get("reference_dense") else (w.mask, exact_sparsity(cfg, w.mask, sp_value(w.sparsity)))
+        extra["reference"] = f"{run_dir(w, *src, a['reference'])}/final.pt"
+    return canonical({"run": spec, "analysis": a, "weights": weights, "epochs": epochs, **extra})
 
 
 def analysis_inputs(spec: dict) -> dict:
     if "run" not in spec:  # trajectory: a training run
         return spec_inputs(spec)
-    return {k: v for k, v in {"data": spec["run"]["data"], "mask": spec["run"]["mask"],
-                              "weights": spec["weights"]}.items() if v}
+    started = spec_inputs(spec["run"]) if spec.get("initial") else {}  # what the run's setup reads
+    return {k: v for k, v in {**started, "data": spec["run"]["data"], "mask": spec["run"]["mask"],
+                              "weights": spec["weights"], "reference": spec.get("reference")}.items() if v}
 
 
 def artefact_variants(a: dict) -> list[str]:
@@ -257,9 +298,16 @@ def artefact_variants(a: dict) -> list[str]:
 def artefact_runs(cfg, aid: str) -> list[dict]:
     """One row per (experiment, mask, seed, sparsity, variant[, replica]) the artefact needs, with the
     path of the file it reads: the run's summary.json (default), its metrics.csv or its mask's report
-    (`reads`), or an analysis's JSON (`analysis`); `sparsity` is the configured (nominal) value, `exact`
-    the run's. With `replicas: N` each variant stands for its N replicas (variant@o1..N, column replica)."""
+    (`reads`), or an analysis's JSON (`analysis`; `arrays`: its .npz, for kinds that write one); `sparsity`
+    is the configured (nominal) value, `exact` the run's. With `replicas: N` each variant stands for its N
+    replicas (variant@o1..N, column replica); `replicas: {variant: N}` does so for the variants named only.
+    A `rows` entry [mask, variant, experiment] shows that pair for that experiment only."""
     a = cfg["artefacts"][aid]
+    if a["kind"] in CONFIG_KINDS:
+        return []
+    reps = a.get("replicas", 0)
+    arrays = bool(a.get("analysis")) and analysis_rule(cfg, a["analysis"]) == "analysis_arrays"
+    shown = a.get("rows") or [p for s in a.get("series", []) for p in s["points"]] or None  # series_lines: its points
     rows = []
     for ename in a["experiments"]:
         e = cfg["experiments"][ename]
@@ -269,15 +317,17 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
                 for s in [0.0] if mask == "dense" else a.get("sparsities", e["sparsities"][mask]):
                     exact = exact_sparsity(cfg, mask, s)
                     for v in artefact_variants(a):
-                        if "rows" in a and [mask, v] not in a["rows"]:
+                        if shown is not None and not any(r[:2] == [mask, v] and r[2:] in ([], [ename]) for r in shown):
                             continue
-                        for k, name in enumerate(replica_names(v, a.get("replicas", 0)), start=1 if a.get("replicas") else 0):
+                        n = reps.get(v, 0) if isinstance(reps, dict) else reps
+                        for k, name in enumerate(replica_names(v, n), start=1 if n else 0):
                             run = run_dir(w, mask, exact, name)
                             path = analysis_path(run, a["analysis"]) if a.get("analysis") else {
                                 "summary": f"{run}/summary.json", "metrics": f"{run}/metrics.csv",
                                 "mask": mask_path(w, mask, exact).removesuffix(".pt") + ".json"}[a.get("reads", "summary")]
                             rows.append({"experiment": ename, "mask": mask, "seed": seed, "sparsity": s, "exact": exact,
-                                         "variant": v, "replica": k, "path": path})
+                                         "variant": v, "replica": k, "path": path,
+                                         **({"arrays": arrays_path(path)} if arrays else {})})
     return rows
 
 
@@ -286,8 +336,22 @@ def artefact_job(cfg, aid: str) -> dict:
     a = cfg["artefacts"][aid]
     if a.get("analysis"):
         a = {**a, "analysis_kind": cfg["analyses"][a["analysis"]]["kind"]}
+    if a["kind"] in SETUP_KINDS:
+        a = {**a, "setup": experiment_setup(cfg, a)}
     return canonical({"spec": a, "rows": artefact_runs(cfg, aid),
                       "variants": {v: cfg["variants"][v] for v in artefact_variants(a)}})
+
+
+def experiment_setup(cfg, a: dict) -> dict:
+    """The settings behind an artefact's experiments: each experiment's dataset, model, recipe, seeds and
+    sparsities, and the recipes, models, datasets, mask sets and variants they use (for SETUP_KINDS)."""
+    exps = {e: cfg["experiments"][e] for e in a["experiments"]}
+    masks = ({m for e in exps.values() for m in e["sparsities"]} | set(a["masks"])) - {"dense"}
+    return {"experiments": exps, "recipes": {e["recipe"]: cfg["recipes"][e["recipe"]] for e in exps.values()},
+            "models": {e["model"]: cfg["models"][e["model"]] for e in exps.values()},
+            "datasets": {e["dataset"]: cfg["datasets"][e["dataset"]] for e in exps.values()},
+            "masks": {m: cfg["masks"][m] for m in sorted(masks)},
+            "variants": {v: cfg["variants"][v] for v in artefact_variants(a)}}
 
 
 def paper_values(cfg, aid: str) -> list[str]:

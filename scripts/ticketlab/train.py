@@ -24,6 +24,8 @@ A run is described by a JSON-able `spec` (built by `ticketlab.plan` from the con
     monitor      measurements during training (the `trajectory` analyses), or null: top Hessian eigenvalue
                  after every epoch (mean over `hessian_batches` fixed training batches) and the gradient
                  flow every `gradflow_every` steps on `gradflow_examples` fixed training examples
+    precision, channels_last, compile   the device's numerics (Fast: bf16 autocast and channels-last on cuda
+                 by default, torch.compile when asked), each present only when not at its default (FAST_DEFAULTS)
 Writes into `outdir`: final.pt, metrics.csv (one row per epoch), summary.json, init.pt and
 rewind_e<k>.pt when asked, and checkpoint.pt after every epoch (atomically; removed on success).
 final.pt is the state dict after every tweak's `export` (e.g. ghost skip parameters stripped); tweaks that
@@ -38,6 +40,7 @@ may change it during training; the checkpoint carries it, and the summary report
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -64,6 +67,56 @@ class TrainingError(RuntimeError):
 # settings of a `trajectory` analysis (monitors during training); 0 switches a measurement off
 MONITOR_DEFAULTS = {"epochs": 0, "hessian_batches": 3, "hessian_batch_size": 128, "hessian_max_iter": 100,
                     "hessian_tol": 1e-3, "gradflow_every": 0, "gradflow_examples": 1000, "seed": 0}
+
+
+# how a run uses its device (the config's top-level precision, channels_last, compile). A setting enters a
+# run's spec only when it differs from these defaults (plan.fast_settings), so runs at the defaults keep
+# their spec, their checkpoint hash and their cached results.
+FAST_DEFAULTS = {"precision": "auto", "channels_last": "auto", "compile": False}
+FAST_CHOICES = {"precision": ("auto", "fp32", "bf16"), "channels_last": ("auto", True, False), "compile": (True, False)}
+
+
+class Fast:
+    """The device-specific numerics of a run, resolved from its spec (FAST_DEFAULTS for absent keys):
+    precision auto = bf16 autocast on cuda, fp32 elsewhere (bf16 = autocast on any device; weights,
+    gradients and optimiser state stay fp32 either way, so no loss scaling); channels_last auto = on
+    cuda only; compile = torch.compile of the model, on cuda only and only for runs without
+    `on_train_step` tweaks (they change plain float attributes every step, which would recompile) and
+    without monitors (Hessian-vector products differentiate twice, which compiled graphs do not).
+    On a CPU run at the defaults every method is the identity: the CPU path computes what it did
+    before these settings existed, bit for bit."""
+
+    def __init__(self, spec: dict, device: torch.device):
+        s = {**FAST_DEFAULTS, **{k: spec[k] for k in FAST_DEFAULTS if k in spec}}
+        for k, choices in FAST_CHOICES.items():
+            if not any(type(s[k]) is type(c) and s[k] == c for c in choices):  # 1 is not True here
+                raise TrainingError(f"{spec.get('name', '<run>')}: {k} must be one of {list(choices)}, not {s[k]!r}")
+        cuda = device.type == "cuda"
+        self.device = device
+        self.bf16 = s["precision"] == "bf16" or (s["precision"] == "auto" and cuda)
+        self.channels_last = s["channels_last"] is True or (s["channels_last"] == "auto" and cuda)
+        self.compile = s["compile"] and cuda
+        self.sync_free = cuda  # no host-device synchronisation per step (loss and accuracy summed on the device)
+
+    def autocast(self):
+        """The context of forward and loss: bf16 autocast, or nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in the model's memory format."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+
+    def place(self, model):
+        """The model in channels-last memory format where asked (in place: the parameters stay the same
+        objects, so an optimiser built before or after sees them)."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def resolved(self, compiled: bool) -> dict:
+        """What the run used (for summary.json: `auto` settings depend on the machine)."""
+        return {"device": self.device.type, "precision": "bf16" if self.bf16 else "fp32",
+                "channels_last": self.channels_last, "compile": compiled}
 
 
 def spec_hash(spec: dict) -> str:
@@ -154,13 +207,17 @@ class Data:
 
 
 @torch.no_grad()
-def evaluate(model, data: Data, split: str, batch_size: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in %) on a split, BN in eval mode, no augmentation."""
+def evaluate(model, data: Data, split: str, batch_size: int = 1000, fast: Fast | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in %) on a split, BN in eval mode, no augmentation; with `fast`, the
+    forward pass in the run's precision and memory format (the loss in fp32)."""
     model.eval()
     x, y = data.split[split]
     loss, correct = 0.0, 0
     for i in range(0, len(y), batch_size):
-        out = model(data.normalize(x[i:i + batch_size]))
+        inputs = data.normalize(x[i:i + batch_size])
+        with fast.autocast() if fast else contextlib.nullcontext():
+            out = model(fast.inputs(inputs) if fast else inputs)
+        out = out.float() if fast and fast.bf16 else out
         loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
         correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
     return loss / len(y), 100.0 * correct / len(y)
@@ -205,8 +262,11 @@ class Run:
         self.name = spec.get("name", outdir)
         torch.set_num_threads(max(1, threads))
         self.device = pick_device(spec.get("device", device))
+        self.fast = Fast(spec, self.device)
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # autotuned conv algorithms (cuda runs are not bitwise reproducible anyway)
         os.makedirs(outdir, exist_ok=True)
         self.ckpt_path = os.path.join(outdir, "checkpoint.pt")
         self.hash = spec_hash(spec)
@@ -230,7 +290,7 @@ class Run:
             self.model, self.tweaks = build(spec, self.data)
         elif init["from"] == "file":
             load_weights(self.model, init["path"])
-        self.model.to(self.device)
+        self.fast.place(self.model.to(self.device))
         self.target_mask = Mask.load(spec["mask"], self.model).to(self.device) if spec.get("mask") else Mask()
         self.mask = Mask({k: m.clone() for k, m in self.target_mask.items()})  # the live mask
         if not any(getattr(t, "needs_unpruned_init", False) for t in self.tweaks):
@@ -253,7 +313,8 @@ class Run:
             (no_decay if p.ndim <= 1 and r.get("no_decay_bn_bias", False) else decay).append(p)
         self.opt = torch.optim.SGD([{"params": decay, "weight_decay": r["weight_decay"]},
                                     {"params": no_decay, "weight_decay": 0.0}],
-                                   lr=r["lr"], momentum=r["momentum"], nesterov=r.get("nesterov", False))
+                                   lr=r["lr"], momentum=r["momentum"], nesterov=r.get("nesterov", False),
+                                   **({"fused": True} if self.device.type == "cuda" else {}))
         self.ctx = SimpleNamespace(spec=spec, device=self.device, num_classes=self.data.num_classes, log={},
                                    batches=self.data.sampler(r["batch_size"], r.get("augment", {}), self.g),
                                    teacher=self._teacher, mask=self.mask, target_mask=self.target_mask,
@@ -275,13 +336,21 @@ class Run:
         losses = [t.loss(self.ctx) for t in self.tweaks]
         losses = [f for f in losses if f is not None]
         self.loss_fn = losses[0] if losses else (lambda logits, y, x: F.cross_entropy(logits, y))
+        self.compiled = self.fast.compile and not self.step_hooks and not self.monitor
+        if self.compiled:
+            self.model.compile()  # in place: the state dict keeps its keys
+        elif self.fast.compile:
+            self.log(f"[{self.name}] compile: staying eager (on_train_step tweaks change the model every step; "
+                     f"the monitors differentiate twice, which compiled graphs do not)")
 
     def _remasked(self, before: Mask | None = None):
         """After the live mask changed (or was set up): the (parameter, mask) pairs that the training step
         multiplies, and, for connections whose state changed, zeroed weights and momentum (a regrown
         connection starts from zero, a dropped one keeps no velocity)."""
         params = dict(self.model.named_parameters())
-        self.masked = [(params[k], m.to(params[k].dtype)) for k, m in self.mask.items()]
+        # each mask in its parameter's dtype and memory format (channels-last weights: the foreach kernels'
+        # fast path needs equal strides)
+        self.masked = [(params[k], torch.empty_like(params[k]).copy_(m)) for k, m in self.mask.items()]
         if before is None:
             return
         with torch.no_grad():
@@ -343,7 +412,7 @@ class Run:
                     self.ckpt_path)
 
     def _save_weights(self, name: str, export: bool = False):
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}  # not channels-last
         if export:
             for t in self.tweaks:
                 state = t.export(state)
@@ -355,6 +424,11 @@ class Run:
         epoch_rng = self.g.get_state()
         within, self.within = self.within or {"step": 0, "totals": (0.0, 0, 0)}, None
         total, correct, n = within["totals"]
+        # summed on the device (float64: the same arithmetic as Python floats), so that a cuda step needs no
+        # host-device synchronisation; cuda checks the loss for the epoch's first non-finite step at its end
+        total = torch.tensor(total, dtype=torch.float64, device=self.device)
+        correct = torch.tensor(correct, device=self.device)
+        nonfinite = torch.tensor(-1, device=self.device)
         steps = self.steps_per_epoch
         every = self.monitor["gradflow_every"] if self.monitor else 0
         for step, (x, y) in enumerate(self.data.train_batches(r["batch_size"], r.get("augment", {}), self.g)):
@@ -375,9 +449,13 @@ class Run:
                 from .analysis.gradflow import gradient_flow
                 self.flow.append({"step": gstep, "epoch": self.epoch + step / steps,
                                   "gradient_flow": gradient_flow(model, self.mask, *self.flow_examples)})
-            out = model(x)
-            loss = self.loss_fn(out, y, x)
-            if not torch.isfinite(loss):
+            x = self.fast.inputs(x)
+            with self.fast.autocast():
+                out = model(x)
+                loss = self.loss_fn(out, y, x)
+            if self.fast.sync_free:
+                nonfinite = torch.where((nonfinite < 0) & ~torch.isfinite(loss.detach()), step, nonfinite)
+            elif not torch.isfinite(loss):
                 raise TrainingError(f"{self.name}: loss is {loss.item()} at epoch {self.epoch + 1}, step {step}")
             self.opt.zero_grad(set_to_none=False)
             loss.backward()
@@ -391,14 +469,21 @@ class Run:
             if self.masked:
                 with torch.no_grad():
                     torch._foreach_mul_([p for p, _ in self.masked], [m for _, m in self.masked])
-            total += loss.item() * len(y)
-            correct += (out.argmax(1) == y).sum().item()
+            total += loss.detach().double() * len(y)
+            correct += (out.argmax(1) == y).sum()
             n += len(y)
             if self.stop["term"]:
-                self._checkpoint({"rng": epoch_rng, "step": step + 1, "totals": (total, correct, n)})
+                self._check_finite(nonfinite)
+                self._checkpoint({"rng": epoch_rng, "step": step + 1, "totals": (total.item(), correct.item(), n)})
                 self.log(f"[{self.name}] SIGTERM: checkpoint written at epoch {self.epoch + 1}, step {step + 1}; exiting")
                 sys.exit(143)
-        return total / n, 100.0 * correct / n
+        self._check_finite(nonfinite)
+        return total.item() / n, 100.0 * correct.item() / n
+
+    def _check_finite(self, nonfinite: torch.Tensor) -> None:
+        """The sync-free path's deferred loss check: the epoch's first step with a non-finite loss, or -1."""
+        if self.fast.sync_free and nonfinite.item() >= 0:
+            raise TrainingError(f"{self.name}: loss is not finite at epoch {self.epoch + 1}, step {nonfinite.item()}")
 
     def run(self) -> dict:
         self.setup()
@@ -414,7 +499,7 @@ class Run:
                 lr = lr_at(r, self.epoch, self.epoch * self.steps_per_epoch, self.steps_per_epoch, self.total_steps)
                 train_loss, train_acc = self.train_epoch()
                 self.epoch += 1
-                ev = {s: evaluate(self.model, self.data, s, r.get("eval_batch_size", 1000)) for s in ("val", "test")}
+                ev = {s: evaluate(self.model, self.data, s, r.get("eval_batch_size", 1000), self.fast) for s in ("val", "test")}
                 self.rows.append({"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                                   "val_loss": ev["val"][0], "val_acc": ev["val"][1], "test_loss": ev["test"][0],
                                   "test_acc": ev["test"][1], "seconds": time.time() - te})
@@ -450,7 +535,7 @@ class Run:
                    "test_loss_last": self.rows[-1]["test_loss"], "epochs": self.epoch - self.start_epoch,
                    "measured_sparsity": measured, "mask_sparsity": mask_sparsity, "train_seconds": seconds,
                    "params": sum(p.numel() for p in self.model.parameters()),
-                   "tweak_log": self.ctx.log, "spec": self.spec}
+                   "tweak_log": self.ctx.log, "numerics": self.fast.resolved(self.compiled), "spec": self.spec}
         with open(self.path("summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         if os.path.exists(self.ckpt_path):
@@ -473,6 +558,17 @@ def load_trained(spec: dict, weights: str, data: Data, progress: float, device) 
     mask = Mask.load(spec["mask"], model).to(device) if spec.get("mask") else Mask()
     mask.apply_(model)
     return model.eval(), mask
+
+
+def initial_weights(spec: dict, threads: int = 1) -> dict:
+    """The state dict (on the CPU) a run starts training from: its init drawn or loaded, the tweaks'
+    on_init, the mask applied. Rebuilt from the spec without training, by the run's own setup in a
+    scratch directory (no checkpoint there to resume), so it is exactly what the run started from."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as scratch:
+        r = Run(spec, scratch, threads, log=lambda *a: None)
+        r.setup()
+        return {k: v.detach().cpu().contiguous().clone() for k, v in r.model.state_dict().items()}
 
 
 def run(spec: dict, outdir: str, threads: int = 1) -> dict:

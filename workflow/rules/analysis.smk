@@ -1,8 +1,10 @@
 # Analyses of trained runs (Hessian, loss landscape, perturbation, activation sparsity), one cached
 # JSON per run and analysis; `trajectory` analyses re-train the run with monitors switched on, so
-# runs that no figure monitors train at full speed. {run} is the run's path under results/runs.
-def _analyses(kinds):
-    return "|".join(n for n, a in CFG["analyses"].items() if (a["kind"] == "trajectory") == kinds) or "^$"
+# runs that no figure monitors train at full speed; kinds with arrays (predictions, flattened weights)
+# also write an .npz beside the JSON. {run} is the run's path under results/runs.
+def _analyses(rule):
+    """The analysis names a rule makes (plan.analysis_rule: analysis, analysis_arrays or trajectory)."""
+    return "|".join(n for n in CFG["analyses"] if plan.analysis_rule(CFG, n) == rule) or "^$"
 
 
 def _analysis_spec(w):
@@ -16,12 +18,36 @@ rule analysis:
         "results/analysis/{run}/{analysis}.json",
     wildcard_constraints:
         run=r".+/seed\d+/.+",
-        analysis=_analyses(False),
+        analysis=_analyses("analysis"),
     params:
         spec=_analysis_spec,
     log:
         "results/logs/analysis/{run}/{analysis}.log",
-    threads: CFG["threads"]
+    threads: job_threads("analysis")
+    resources:
+        **job_resources("analysis"),
+    conda:
+        "../../envs/ticketlab.yaml"
+    script:
+        "../../scripts/analyse.py"
+
+
+rule analysis_arrays:
+    input:
+        unpack(lambda w: plan.analysis_inputs(_analysis_spec(w))),
+    output:
+        json="results/analysis/{run}/{analysis}.json",
+        arrays="results/analysis/{run}/{analysis}.npz",
+    wildcard_constraints:
+        run=r".+/seed\d+/.+",
+        analysis=_analyses("analysis_arrays"),
+    params:
+        spec=_analysis_spec,
+    log:
+        "results/logs/analysis/{run}/{analysis}.log",
+    threads: job_threads("analysis")
+    resources:
+        **job_resources("analysis"),
     conda:
         "../../envs/ticketlab.yaml"
     script:
@@ -38,14 +64,14 @@ rule trajectory:
         summary="results/analysis/{run}/{analysis}/summary.json",
     wildcard_constraints:
         run=r".+/seed\d+/.+",
-        analysis=_analyses(True),
+        analysis=_analyses("trajectory"),
     params:
         spec=_analysis_spec,
     log:
         "results/logs/analysis/{run}/{analysis}.log",
-    threads: CFG["threads"]
+    threads: job_threads("train")
     resources:
-        runtime=lambda w, attempt: 60 * attempt,
+        **job_resources("train"),
     conda:
         "../../envs/ticketlab.yaml"
     script:

@@ -4,7 +4,9 @@ def _ids(kinds):
 
 
 def _artefact_inputs(w):
-    return {"runs": [r["path"] for r in plan.artefact_runs(CFG, w.id)], "paper": plan.paper_values(CFG, w.id)}
+    rows = plan.artefact_runs(CFG, w.id)
+    return {"runs": [r["path"] for r in rows], "arrays": [r["arrays"] for r in rows if "arrays" in r],
+            "paper": plan.paper_values(CFG, w.id)}
 
 
 def _artefact_job(w):
@@ -23,6 +25,9 @@ rule table:
         job=_artefact_job,
     log:
         "results/logs/artefacts/{id}.log",
+    threads: job_threads("artefact")
+    resources:
+        **job_resources("artefact"),
     conda:
         "../../envs/ticketlab.yaml"
     script:
@@ -42,6 +47,9 @@ rule figure:
         job=_artefact_job,
     log:
         "results/logs/artefacts/{id}.log",
+    threads: job_threads("artefact")
+    resources:
+        **job_resources("artefact"),
     conda:
         "../../envs/ticketlab.yaml"
     script:

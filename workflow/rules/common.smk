@@ -26,3 +26,37 @@ wildcard_constraints:
 def wc(w):
     """Snakemake wildcards as a plain record for ticketlab.plan."""
     return plan.W(**dict(w.items()))
+
+
+# What each job asks of the scheduler, per rule class, from the config's `resources:` (the one place
+# that maps rules to classes): data = prepare_data; train = dense_*, retrain, trajectory; mask;
+# analysis; artefact = table, figure.
+def job_threads(cls):
+    """Threads (torch threads; SLURM --cpus-per-task): resources.<cls>.cpus, default the top-level threads."""
+    return CFG["resources"][cls].get("cpus", CFG["threads"])
+
+
+def job_resources(cls):
+    """Snakemake resources of a rule class. runtime (minutes) grows with the attempt, so a retried job
+    (e.g. one killed at its time limit: training resumes from its checkpoint) gets more time; `gpu` is
+    the SLURM plugin's GPU request (--gpus); gpu_slot counts the job against a local run's GPU pool."""
+    r = CFG["resources"][cls]
+    res = {"mem_mb": r["mem_mb"], "runtime": lambda w, attempt: r["runtime"] * attempt}
+    if r["gpus"]:
+        res.update(gpu=r["gpus"], gpu_slot=1)
+    return res
+
+
+def _local_gpu():
+    if CFG["device"] == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return CFG["device"] == "cuda"
+
+
+# A local run on a GPU: at most resources.gpu_share GPU jobs share it at a time (each takes
+# gpu_slot=1); `--resources gpu_slot=N` (command line or profile) takes precedence. Cluster runs
+# declare no pool, so every job is submitted with its own GPU request.
+if workflow.local_exec and "gpu_slot" not in workflow.global_resources and _local_gpu():
+    workflow.register_resource("gpu_slot", CFG["resources"]["gpu_share"])

@@ -6,8 +6,9 @@ rule prepare_data:
         spec=lambda w: CFG["datasets"][w.dataset],
     log:
         "results/logs/data/{dataset}.log",
+    threads: job_threads("data")
     resources:
-        mem_mb=8000,
+        **job_resources("data"),
     conda:
         "../../envs/ticketlab.yaml"
     script:

@@ -16,9 +16,9 @@ for _recipe in CFG["recipes"]:
             spec=_dense_spec(_recipe),
         log:
             f"results/logs/runs/{{dataset}}/{{model}}/{_recipe}/seed{{seed}}/dense.log",
-        threads: CFG["threads"]
+        threads: job_threads("train")
         resources:
-            runtime=lambda w, attempt: 60 * attempt,
+            **job_resources("train"),
         conda:
             "../../envs/ticketlab.yaml"
         script:

@@ -9,6 +9,9 @@ rule mask:
         spec=lambda w: plan.mask_spec(CFG, wc(w)),
     log:
         "results/logs/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.log",
+    threads: job_threads("mask")
+    resources:
+        **job_resources("mask"),
     conda:
         "../../envs/ticketlab.yaml"
     script:

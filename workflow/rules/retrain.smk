@@ -10,9 +10,9 @@ rule retrain:
         spec=lambda w: plan.retrain_spec(CFG, wc(w)),
     log:
         "results/logs/runs/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}/{variant}.log",
-    threads: CFG["threads"]
+    threads: job_threads("train")
     resources:
-        runtime=lambda w, attempt: 60 * attempt,
+        **job_resources("train"),
     conda:
         "../../envs/ticketlab.yaml"
     script:

@@ -96,3 +96,7 @@ def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[st
 
 from . import figures, tables  # noqa: E402,F401  (register the kinds)
 from .analyses import ANALYSIS_ARTEFACTS  # noqa: E402
+from . import curves  # noqa: E402,F401  (series, per-epoch and per-layer curves)
+from . import initialisation  # noqa: E402,F401  (seed 004: methods x initialisations, signal at init)
+from . import basin  # noqa: E402,F401  (seed 004 §4.3: ensembles, disagreement, the pruning solution's basin)
+from . import sanity  # noqa: E402,F401  (seed 001: learning-rate lines, jackpot conditions, R_p, Table E.1)

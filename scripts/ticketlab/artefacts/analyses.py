@@ -184,11 +184,12 @@ def curve_lines(spec, results, paper, labels, outputs):
                 if name in spec.get("log", []):
                     a.set_yscale("log")
                 a.set_ylabel(name.replace("_", " ") + (" (dashed)" if side else ""))
-            steps = first.get("steps_per_epoch", 1) if group[0] == "gradient_flow" else 1
+            per_step = group[0].startswith("gradient_flow")  # the gradient flow, and DST's at mask updates
+            steps = first.get("steps_per_epoch", 1) if per_step else 1
             for m in first.get("milestones", []):
                 ax.axvline(m * steps, ls=":", color="k", lw=0.8)
-            ax.set_xlabel({"gradient_flow": "step", "loss": "distance along the top eigenvector",
-                           "acc": "distance along the top eigenvector"}.get(group[0], "epoch"))
+            ax.set_xlabel("step" if per_step else {"loss": "distance along the top eigenvector",
+                                                   "acc": "distance along the top eigenvector"}.get(group[0], "epoch"))
             ax.set_title(f"sparsity {_sp(s)}", fontsize=8)
             handles, labs = [], []
             for a in panel_axes:

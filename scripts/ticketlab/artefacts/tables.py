@@ -72,11 +72,28 @@ def grid_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: lis
              f"Metric: {spec['metric']}; each cell: ours mean ± std over seeds / the paper's value.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     pairs = spec.get("rows") or [[m, v] for m in spec["masks"] for v in spec["variants"]]
-    for m, v in pairs:
+    for m, v, *_ in pairs:  # [mask, variant] or [mask, variant, experiment]
         cells = [mask_labels.get(m, m), labels.get(v, v)]
         for e, s in cols:
             r = key.loc[(e, m, s, v)] if (e, m, s, v) in key.index else None
             cells.append("–" if r is None else f"{r['mean']:.2f} ± {r['std']:.2f} / {_num(r['paper'])}")
         lines.append("| " + " | ".join(cells) + " |")
+    if spec.get("summary_rows"):
+        lines += summary_rows(key, [(m, v) for m, v, *_ in pairs], cols)
     with open(outputs[1], "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def summary_rows(key: pd.DataFrame, pairs: list[tuple[str, str]], cols: list[tuple[str, float]]) -> list[str]:
+    """Markdown rows Mean and Std of each column over the rows' means (std with ddof 0, as seed 003's
+    Table 4 over its cycle numbers): ours / the paper's (– unless the paper gives every row)."""
+    out = []
+    for name, stat in (("Mean", lambda x: x.mean()), ("Std", lambda x: x.std(ddof=0))):
+        cells = [name, ""]
+        for e, s in cols:
+            rows = [key.loc[(e, m, s, v)] for m, v in pairs if (e, m, s, v) in key.index]
+            values = [pd.Series([r[c] for r in rows], dtype=float) for c in ("mean", "paper")]
+            ours, theirs = [stat(x) if len(x) and x.notna().all() else None for x in values]
+            cells.append(f"{_num(ours)} / {_num(theirs)}")
+        out.append("| " + " | ".join(cells) + " |")
+    return out

@@ -1,0 +1,200 @@
+"""A local job server that keeps torch imported: each Snakemake job is forked from it instead of paying
+a fresh interpreter's imports (about 3 s per job on this project's CPU machines, more than a demo job
+trains), so the demo and the tests run in far less time. Results are the same: the job runs the same code
+in a fresh child process (jobs.run_job), with the client's environment and working directory.
+
+The rules' entry points (scripts/*.py -> jobs.main) submit their job to the server of the working
+directory (a Unix socket in .snakemake/), starting it when none answers; the server forks one child per
+job and exits after IDLE seconds without jobs (TICKETLAB_JOB_SERVER_IDLE, default 120). The client relays the job's exit status, forwards SIGTERM
+and SIGINT to the job (a training run then checkpoints and exits, as when Snakemake or the cluster stops
+it), and a job whose client disappears is sent SIGTERM. Jobs run directly, without the server, when
+TICKETLAB_JOB_SERVER=0, under a cluster scheduler (SLURM_JOB_ID set: one job per allocation gains
+nothing), or when the server cannot be reached.
+
+The server imports torch but never initialises CUDA or torch's thread pools before forking, so the
+children start as clean as a new process (CUDA may only be initialised in them).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+IDLE = float(os.environ.get("TICKETLAB_JOB_SERVER_IDLE", 120))  # seconds without jobs after which the server exits
+START_TIMEOUT = 60  # seconds a client waits for a server it started
+
+
+def enabled() -> bool:
+    return os.environ.get("TICKETLAB_JOB_SERVER", "1") != "0" and "SLURM_JOB_ID" not in os.environ
+
+
+def socket_path(workdir: str = ".") -> str:
+    return os.path.join(workdir, ".snakemake", "ticketlab-jobs.sock")
+
+
+def _send(conn: socket.socket, obj) -> None:
+    data = pickle.dumps(obj)
+    conn.sendall(struct.pack("!Q", len(data)) + data)
+
+
+def _recv(conn: socket.socket):
+    head = _recv_exact(conn, 8)
+    return pickle.loads(_recv_exact(conn, struct.unpack("!Q", head)[0]))
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("the other side closed the connection")
+        buf += chunk
+    return buf
+
+
+# ------------------------------------------------------------------------------------------------ client
+
+def submit(job: dict, workdir: str = ".") -> int:
+    """Run `job` (see jobs.run_job) in a child of the working directory's server; returns its exit status."""
+    conn = _connect(socket_path(workdir))
+    _send(conn, {"job": job, "env": dict(os.environ), "cwd": os.getcwd()})
+    pid = _recv(conn)
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, forward)
+    return int(_recv(conn))
+
+
+def _connect(path: str) -> socket.socket:
+    deadline = None
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(path)
+            return conn
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+        if deadline is None:
+            _start(path)
+            deadline = time.time() + START_TIMEOUT
+        elif time.time() > deadline:
+            raise TimeoutError(f"the ticketlab job server did not answer at {path}")
+        time.sleep(0.05)
+
+
+def _start(path: str) -> None:
+    """Start a server unless another client is starting one (a lock beside the socket decides)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)  # started meanwhile
+            return
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        finally:
+            probe.close()
+        if os.path.exists(path):
+            os.remove(path)  # a dead server's socket
+        log = open(os.path.join(os.path.dirname(path), "ticketlab-jobs.log"), "a")
+        subprocess.Popen([sys.executable, "-m", "ticketlab.jobserver", path], stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=log, start_new_session=True, close_fds=True)
+        # the lock is held until the socket exists, so a second client waits instead of starting another
+        deadline = time.time() + START_TIMEOUT
+        while not os.path.exists(path) and time.time() < deadline:
+            time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------------ server
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self):  # in the forked child
+        msg = _recv(self.request)
+        os.environ.clear()
+        os.environ.update(msg["env"])
+        os.chdir(msg["cwd"])
+        _send(self.request, os.getpid())
+        done = threading.Event()
+        _watch_client(self.request, done)
+        from .jobs import run_job
+        try:
+            run_job(msg["job"])
+            status = 0
+        except SystemExit as e:  # e.g. 143 after a SIGTERM checkpoint
+            status = e.code if isinstance(e.code, int) else 1
+        except BaseException:  # noqa: BLE001 - reported in the job's log by run_job; the status says it failed
+            status = 1
+        done.set()
+        try:
+            _send(self.request, status)
+        except OSError:
+            pass
+
+
+def _watch_client(conn: socket.socket, done: threading.Event) -> None:
+    """If the client goes away (killed) before the job is done, stop the job as a scheduler would: SIGTERM
+    (a training run checkpoints and exits)."""
+    def watch():
+        try:
+            if conn.recv(1) == b"" and not done.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+        except OSError:
+            pass
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
+    timeout = 5
+    block_on_close = False
+
+    def __init__(self, path):
+        super().__init__(path, _Handler)
+        self.last = time.time()
+
+    def process_request(self, request, client_address):
+        self.last = time.time()
+        super().process_request(request, client_address)
+
+    def service_actions(self):
+        super().service_actions()
+        if self.active_children:
+            self.last = time.time()
+
+
+def serve(path: str) -> None:
+    import numpy  # noqa: F401  (the imports every job pays for, done once)
+    import torch  # noqa: F401
+
+    from . import jobs, train  # noqa: F401
+    from .analysis import ANALYSES  # noqa: F401
+    from .artefacts import ARTEFACTS  # noqa: F401
+    try:
+        server = _Server(path)
+    except OSError:  # another server took the path
+        return
+    try:
+        while time.time() - server.last < IDLE:
+            server.handle_request()
+            server.service_actions()
+    finally:
+        server.server_close()
+        if os.path.exists(path):
+            os.remove(path)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
