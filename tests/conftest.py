@@ -82,6 +82,14 @@ def planned(output: str) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w[\w.]*)\s+(\d+)$", table, re.M) if m[0] != "total"}
 
 
+def assert_artefacts_built(root, tables=(), figures=()) -> None:
+    """Every table (.csv, .md) and figure (.png, .pdf, .csv) of the ids exists under root/results, non-empty."""
+    for ids, folder, exts in ((tables, "tables", ("csv", "md")), (figures, "figures", ("png", "pdf", "csv"))):
+        for a in ids:
+            for ext in exts:
+                assert (root / "results" / folder / f"{a}.{ext}").stat().st_size > 0, (a, ext)
+
+
 def config_with(*paths) -> dict:
     """config/config.yaml with the given files applied over it, as Snakemake's --configfile does, checked."""
     from snakemake.utils import update_config

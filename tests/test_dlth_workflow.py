@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import REPO, SMOKE, planned, snakemake
+from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
 
 PAPER = str(REPO / "config" / "paper" / "dlth.yaml")
 TABLES, FIGURES = ["dlth_tab2", "dlth_tab4", "dlth_tab5"], ["dlth_fig3", "dlth_fig4", "dlth_fig9"]
@@ -14,12 +14,7 @@ RUNS = "results/runs/digits/resnet20_demo/dlth_demo/seed42"
 
 
 def test_smoke_dag_builds_every_dlth_artefact(smoke_run):
-    for t in TABLES:
-        for ext in ("csv", "md"):
-            assert (smoke_run / "results" / "tables" / f"{t}.{ext}").stat().st_size > 0, (t, ext)
-    for f in FIGURES:
-        for ext in ("png", "pdf", "csv"):
-            assert (smoke_run / "results" / "figures" / f"{f}.{ext}").stat().st_size > 0, (f, ext)
+    assert_artefacts_built(smoke_run, TABLES, FIGURES)
     tab2 = pd.read_csv(smoke_run / "results" / "tables" / "dlth_tab2.csv")
     assert len(tab2) == 8 and tab2["mean"].between(0, 100).all()     # the dense network and the seven methods
     rst = tab2[(tab2["mask"] == "dlth_random") & (tab2["variant"] == "rst")]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, SMOKE, planned, snakemake
+from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
 
 PAPER = str(REPO / "config" / "paper" / "gradflow.yaml")
 TARGETS = ["results/tables/gradflow_tab2.md", "results/figures/gradflow_fig5.png"]
@@ -36,8 +36,7 @@ def test_smoke_builds_table_2_and_figure_5(smoke):
     assert d.loc["basin_scratch_di", "std"] > 0  # Diff. Init.: each replica its own
     assert d.loc["basin_lt", "paper"] == 13.61
     assert len(fig[fig["quantity"].str.startswith("mds")]) == 2 * 2 * 2 + 1
-    for ext in ("png", "pdf"):
-        assert (smoke / "results" / "figures" / f"gradflow_fig5.{ext}").stat().st_size > 0
+    assert_artefacts_built(smoke, figures=["gradflow_fig5"])
 
 
 def test_lottery_ticket_starts_at_the_pruning_runs_init_times_its_mask(smoke, monkeypatch):

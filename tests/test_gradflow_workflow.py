@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, SMOKE, config_with, planned, snakemake
+from conftest import REPO, SMOKE, assert_artefacts_built, config_with, planned, snakemake
 from ticketlab import plan
 from ticketlab.masks import Mask
 from ticketlab.train import initial_weights
@@ -80,9 +80,7 @@ def test_smoke_builds_table_1_and_figures_1c_2_3(smoke):
     md = (smoke / "results" / "tables" / "gradflow_tab1.md").read_text()
     assert "| Method | Original | Liu et al. | Ours |" in md and "/ 62.99" in md and "Lottery (95.00%)" in md
     assert md.index("| Scratch |") < md.index("| SET |") < md.index("| RigL |")  # the paper's row order
-    for a in IDS[1:]:
-        for ext in ("png", "pdf", "csv"):
-            assert (smoke / "results" / "figures" / f"{a}.{ext}").stat().st_size > 0, (a, ext)
+    assert_artefacts_built(smoke, figures=IDS[1:])
     sig = pd.read_csv(smoke / "results" / "figures" / "gradflow_fig1c.csv").set_index(["init", "sparsity"])
     assert sig.loc[("dense", 0.9), "mean"] < 0.1 * sig.loc[("fanin", 0.9), "mean"]  # the vanishing signal
     flow = pd.read_csv(smoke / "results" / "figures" / "gradflow_fig2.csv")

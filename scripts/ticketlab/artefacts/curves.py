@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from . import ARTEFACTS  # noqa: E402
 from .analyses import ANALYSIS_ARTEFACTS, _sp, _stats, curve_lines  # noqa: E402
-from .figures import save  # noqa: E402
+from .figures import legend_with_paper, save  # noqa: E402
 
 
 def series_points(spec: dict, tidy: pd.DataFrame) -> pd.DataFrame:
@@ -58,13 +58,7 @@ def series_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: l
         ax.set_xlabel(spec.get("x_label", "cycles"))
         ax.set_ylabel(spec["metric"].replace("_", " ") + " (%)")
         ax.set_title(f"{spec.get('experiment_labels', {}).get(e, e)}, sparsity {_sp(s)}", fontsize=8)
-        handles, labels = ax.get_legend_handles_labels()
-        if axp is not None:
-            axp.set_ylabel("paper (%)", fontsize=8)
-            more = axp.get_legend_handles_labels()
-            handles, labels = handles + more[0], labels + more[1]
-        ax.legend(handles, labels, fontsize=6)
-        ax.grid(alpha=0.3)
+        legend_with_paper(ax, axp)
     save(fig, spec, outputs)
 
 

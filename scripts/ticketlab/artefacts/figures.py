@@ -56,14 +56,19 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
         ax.set_xlabel("sparsity (%)")
         ax.set_ylabel(spec["metric"].replace("_", " ") + " (%)")
         ax.set_title(panel.get("title", ""))
-        handles, labels = ax.get_legend_handles_labels()
-        if axp is not None:
-            axp.set_ylabel("paper (%)", fontsize=8)
-            more = axp.get_legend_handles_labels()
-            handles, labels = handles + more[0], labels + more[1]
-        ax.legend(handles, labels, fontsize=6)
-        ax.grid(alpha=0.3)
+        legend_with_paper(ax, axp)
     save(fig, spec, outputs)
+
+
+def legend_with_paper(ax, axp) -> None:
+    """One legend for a panel and its twin axis of the paper's values (axp, or None), and the grid."""
+    handles, labels = ax.get_legend_handles_labels()
+    if axp is not None:
+        axp.set_ylabel("paper (%)", fontsize=8)
+        more = axp.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=6)
+    ax.grid(alpha=0.3)
 
 
 def save(fig, spec: dict, outputs: list[str]) -> None:
