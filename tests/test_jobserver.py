@@ -1,6 +1,7 @@
 """The local job server (ticketlab.jobserver): a job forked from it writes what the same job run directly
 writes, its failures and exit statuses reach the client, SIGTERM reaches a training job (which
-checkpoints), a dead server's socket is replaced, and an idle server exits."""
+checkpoints), a dead server's socket is replaced, an idle server exits, and a server whose package has
+changed since it started hands over to a new one."""
 import json
 import os
 import signal
@@ -23,12 +24,23 @@ def workdir(tmp_path, monkeypatch):
     _stop_server(tmp_path)
 
 
-def _stop_server(workdir):
+def _server_pids(workdir) -> set[int]:
+    """The job servers started in workdir (their forked jobs, which share the command line, left out)."""
     out = subprocess.run(["pgrep", "-f", "ticketlab.jobserver"], capture_output=True, text=True).stdout.split()
+    parents = {}
     for pid in out:
         try:
             if os.readlink(f"/proc/{pid}/cwd") == str(workdir):
-                os.kill(int(pid), signal.SIGTERM)
+                parents[int(pid)] = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            pass
+    return {pid for pid, ppid in parents.items() if ppid not in parents}
+
+
+def _stop_server(workdir):
+    for pid in _server_pids(workdir):
+        try:
+            os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
 
@@ -88,3 +100,25 @@ def test_a_dead_servers_socket_is_replaced_and_an_idle_server_exits(workdir, mon
     while os.path.exists(path):  # idle for 3 s: it exits and removes its socket
         assert time.time() < deadline
         time.sleep(0.2)
+
+
+def test_a_server_never_runs_code_older_than_the_packages(workdir):
+    nothing = {"rule": "nonsense", "log": None, "threads": 1, "params": {}, "output": [], "named_output": {},
+               "paper": [], "id": None}
+    assert jobserver.submit(nothing) == 1
+    first = _server_pids(workdir)
+    assert len(first) == 1
+    assert jobserver.submit(nothing) == 1
+    assert _server_pids(workdir) == first  # same code: the same server answers
+    edited = os.path.join(jobserver.PACKAGE, "registry.py")
+    st = os.stat(edited)
+    try:
+        os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as an editor saving the file leaves it
+        assert jobserver.submit(nothing) == 1  # answered by a new server, started for the new code
+    finally:
+        os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns))
+    deadline = time.time() + 10
+    while first & _server_pids(workdir):  # the old server has gone
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert len(_server_pids(workdir)) == 1

@@ -11,6 +11,10 @@ it), and a job whose client disappears is sent SIGTERM. Jobs run directly, witho
 TICKETLAB_JOB_SERVER=0, under a cluster scheduler (SLURM_JOB_ID set: one job per allocation gains
 nothing), or when the server cannot be reached.
 
+A server runs the package's code as it was when the server started; when any of the package's files has
+changed since (a tweak edited between two runs), it answers the next job with "restart", removes its
+socket and exits, and the client starts a new server, so a job never runs stale code.
+
 The server imports torch but never initialises CUDA or torch's thread pools before forking, so the
 children start as clean as a new process (CUDA may only be initialised in them).
 """
@@ -30,10 +34,23 @@ import time
 
 IDLE = float(os.environ.get("TICKETLAB_JOB_SERVER_IDLE", 120))  # seconds without jobs after which the server exits
 START_TIMEOUT = 60  # seconds a client waits for a server it started
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+RESTART = "restart"  # the server's answer when the package changed since it started
 
 
 def enabled() -> bool:
     return os.environ.get("TICKETLAB_JOB_SERVER", "1") != "0" and "SLURM_JOB_ID" not in os.environ
+
+
+def fingerprint(root: str = PACKAGE) -> int:
+    """The package's code as of now: path, mtime and size of every .py file under root (about 100 stats)."""
+    files = []
+    for d, _, names in os.walk(root):
+        for n in names:
+            if n.endswith(".py"):
+                st = os.stat(os.path.join(d, n))
+                files.append((d, n, st.st_mtime_ns, st.st_size))
+    return hash(tuple(sorted(files)))
 
 
 def socket_path(workdir: str = ".") -> str:
@@ -64,9 +81,18 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 def submit(job: dict, workdir: str = ".") -> int:
     """Run `job` (see jobs.run_job) in a child of the working directory's server; returns its exit status."""
-    conn = _connect(socket_path(workdir))
-    _send(conn, {"job": job, "env": dict(os.environ), "cwd": os.getcwd()})
-    pid = _recv(conn)
+    for _ in range(3):
+        conn = _connect(socket_path(workdir))
+        try:
+            _send(conn, {"job": job, "env": dict(os.environ), "cwd": os.getcwd()})
+            pid = _recv(conn)
+        except OSError:  # a server going away (its code changed, or it idled out) as we connected
+            pid = RESTART
+        if pid != RESTART:
+            break
+        conn.close()  # that server ran older code and has gone: the next connection starts a new one
+    else:
+        raise RuntimeError("the ticketlab job server kept restarting (is the package being edited?)")
 
     def forward(signum, _frame):
         try:
@@ -161,12 +187,25 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     timeout = 5
     block_on_close = False
 
-    def __init__(self, path):
+    def __init__(self, path, code):
         super().__init__(path, _Handler)
+        self.path, self.code, self.stale = path, code, False
         self.last = time.time()
 
     def process_request(self, request, client_address):
         self.last = time.time()
+        if fingerprint() != self.code:  # the package changed: give the path up before answering
+            self.stale = True
+            self.socket.close()
+            os.remove(self.path)
+            try:
+                request.settimeout(5)
+                _recv(request)  # the client's message, read so that its send does not break
+                _send(request, RESTART)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
         super().process_request(request, client_address)
 
     def service_actions(self):
@@ -176,6 +215,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 
 
 def serve(path: str) -> None:
+    code = fingerprint()  # before the imports, so that an edit made while they run is noticed
     import numpy  # noqa: F401  (the imports every job pays for, done once)
     import torch  # noqa: F401
 
@@ -183,16 +223,16 @@ def serve(path: str) -> None:
     from .analysis import ANALYSES  # noqa: F401
     from .artefacts import ARTEFACTS  # noqa: F401
     try:
-        server = _Server(path)
+        server = _Server(path, code)
     except OSError:  # another server took the path
         return
     try:
-        while time.time() - server.last < IDLE:
+        while not server.stale and time.time() - server.last < IDLE:
             server.handle_request()
             server.service_actions()
     finally:
         server.server_close()
-        if os.path.exists(path):
+        if not server.stale and os.path.exists(path):  # a stale server's path may be a new server's by now
             os.remove(path)
 
 
