@@ -92,7 +92,7 @@ def submit(job: dict, workdir: str = ".") -> int:
             break
         conn.close()  # that server ran older code and has gone: the next connection starts a new one
     else:
-        raise RuntimeError("the ticketlab job server kept restarting (is the package being edited?)")
+        raise ConnectionError("the ticketlab job server kept restarting (is the package being edited?)")
 
     def forward(signum, _frame):
         try:
