@@ -1,5 +1,5 @@
 """The SLURM cluster profile end to end: a single-node SLURM brought up on this machine (Debian's
-slurm-wlm and munge, `make setup` installs them; loopback only; configs, state and logs in a temp
+slurm-wlm and munge, `make test` installs them; loopback only; configs, state and logs in a temp
 dir), a tiny DAG run through `--profile workflow/profiles/slurm`, the same DAG run locally, and the
 artefacts compared. Needs root (munged runs as user munge, slurmd as root). A machine that cannot
 start SLURM fails here, with the daemons' logs; TICKETLAB_SKIP_SLURM=1 skips these tests explicitly."""
@@ -73,7 +73,7 @@ class Cluster:
         logs = "\n".join(_tail(p) for p in (self.root / "log" / "slurmctld.log", self.root / "log" / "slurmd.log",
                                             self.root / "munge" / "munged.log"))
         pytest.fail(f"cannot start the test SLURM cluster: {what}\n{logs}\n"
-                    "(needs root and Debian's slurm-wlm + munge, which `make setup` installs; "
+                    "(needs root and Debian's slurm-wlm + munge, which `make test` installs; "
                     "TICKETLAB_SKIP_SLURM=1 skips the SLURM tests)", pytrace=False)
 
     def start(self):
@@ -191,7 +191,7 @@ def cluster():
     missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo", "srun")
                if shutil.which(b, path=SBIN) is None]
     if missing:
-        pytest.fail(f"SLURM binaries missing: {missing}; `make setup` installs Debian's slurm-wlm and munge "
+        pytest.fail(f"SLURM binaries missing: {missing}; `make test` installs Debian's slurm-wlm and munge "
                     "(TICKETLAB_SKIP_SLURM=1 skips the SLURM tests)", pytrace=False)
     if os.geteuid() != 0:
         pytest.fail("the test SLURM cluster needs root (munged as user munge, slurmd as root); "
