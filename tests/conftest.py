@@ -53,6 +53,20 @@ def kill_after(monkeypatch):
     return arm
 
 
+@pytest.fixture
+def killed_run(kill_after):
+    """killed_run(spec, outdir, after=1): train.run of spec in outdir, killed right after its `after`-th
+    end-of-epoch checkpoint; later runs finish again (run it once more to resume)."""
+    from ticketlab.train import run
+
+    def kill(spec, outdir, after=1):
+        kill_after(after)
+        with pytest.raises(KeyboardInterrupt):
+            run(spec, str(outdir))
+        kill_after(None)
+    return kill
+
+
 def tiny_spec(data: str, **over) -> dict:
     """A run spec small enough for unit tests (ResNet-18 at 1/16 width, 8x8 digits)."""
     spec = {"name": "test", "data": data, "model": {"arch": "resnet18", "width": 0.0625},

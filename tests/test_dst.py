@@ -159,7 +159,7 @@ def test_every_update_keeps_each_layers_sparsity_and_grown_weights_start_at_zero
     assert all(torch.all(final[k][~r.mask[k].cpu()] == 0) for k in mask)
 
 
-def test_resume_after_a_kill_is_bitwise_and_keeps_the_live_mask(tmp_path, digits_npz, monkeypatch, kill_after):
+def test_resume_after_a_kill_is_bitwise_and_keeps_the_live_mask(tmp_path, digits_npz, monkeypatch, killed_run):
     """Killed after epoch 1 (the epoch checkpoint) and preempted by SIGTERM right after an update mid-epoch
     2: both resumed runs end with the uninterrupted run's weights, mask and log."""
     spec, _ = masked_lenet_spec(tmp_path, digits_npz, {"set": {"every": 3}, "rigl": {"every": 4}})
@@ -167,10 +167,7 @@ def test_resume_after_a_kill_is_bitwise_and_keeps_the_live_mask(tmp_path, digits
     straight = Run(spec, str(tmp_path / "straight"))
     ref = straight.run()
 
-    kill_after(1)
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, str(tmp_path / "killed"))
-    kill_after(None)
+    killed_run(spec, tmp_path / "killed")
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["mask"]  # the live mask travels
     killed = run(spec, str(tmp_path / "killed"))
 

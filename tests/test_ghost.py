@@ -190,14 +190,11 @@ def test_ghost_steps_see_the_progress(tmp_path, digits_npz, monkeypatch):
     assert seen == [s / steps for s in range(steps)]
 
 
-def test_killed_ghost_run_resumes_to_identical_weights(tmp_path, digits_npz, kill_after):
+def test_killed_ghost_run_resumes_to_identical_weights(tmp_path, digits_npz, killed_run):
     # killed after epoch 1 of 3, mid-schedule (decay at 2): the resumed run must recompute gate and beta
     spec = ghost_spec(digits_npz, epochs=3, milestones=(2,))
     straight = run(spec, str(tmp_path / "straight"))
-    kill_after(1)
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, str(tmp_path / "killed"))
-    kill_after(None)
+    killed_run(spec, tmp_path / "killed")
     resumed = run(spec, str(tmp_path / "killed"))
     assert not os.path.exists(tmp_path / "killed" / "checkpoint.pt")
     assert same_weights(tmp_path / "straight" / "final.pt", tmp_path / "killed" / "final.pt")

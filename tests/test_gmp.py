@@ -65,14 +65,11 @@ def test_pruning_run_ends_exactly_sparse_and_the_pruned_mask_set_reproduces_its_
     assert set(pruned) == set(r.mask) and all(torch.equal(pruned[k], r.mask[k]) for k in pruned)
 
 
-def test_resume_after_a_kill_repeats_the_pruning_bitwise(tmp_path, digits_npz, kill_after):
+def test_resume_after_a_kill_repeats_the_pruning_bitwise(tmp_path, digits_npz, killed_run):
     spec = gmp_spec(digits_npz, start=5, end=25, every=3)
     spec["recipe"]["epochs"] = 3
     ref = run(spec, str(tmp_path / "straight"))
-    kill_after(1)
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, str(tmp_path / "killed"))
-    kill_after(None)
+    killed_run(spec, tmp_path / "killed")
     assert run(spec, str(tmp_path / "killed"))["mask_sparsity"] == ref["mask_sparsity"]
     assert same_weights(tmp_path / "straight" / "final.pt", tmp_path / "killed" / "final.pt")
 

@@ -174,15 +174,12 @@ def test_rst_says_when_the_recipe_does_not_cover_its_schedule(tmp_path, digits_n
         run(spec, str(tmp_path / "short"))
 
 
-def test_rst_resumes_bitwise_after_a_kill_mid_transformation(tmp_path, digits_npz, mask_file, kill_after):
+def test_rst_resumes_bitwise_after_a_kill_mid_transformation(tmp_path, digits_npz, mask_file, killed_run):
     mask, init, _ = mask_file
     # two cycles of 31 steps: the kill after epoch 1 (step 21) falls before the removal at step 31
     spec = rst_spec(digits_npz, mask, init, 62, 3, eta=0.25, every=2, bound=1.0, stabilise=23, cycles=2)
     whole = run(spec, str(tmp_path / "whole"))
-    kill_after(1)
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, str(tmp_path / "killed"))
-    kill_after(None)
+    killed_run(spec, tmp_path / "killed")
     resumed = run(spec, str(tmp_path / "killed"))
     assert same_weights(tmp_path / "whole" / "final.pt", tmp_path / "killed" / "final.pt")
     assert resumed["tweak_log"] == whole["tweak_log"]

@@ -112,7 +112,7 @@ class FlipAtStep(Tweak):
         return True
 
 
-def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz, kill_after):
+def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz, killed_run):
     probe = Run(tiny_spec(digits_npz), str(tmp_path / "probe"))
     probe.setup()
     mask = magnitude_prune({k: p.detach() for k, p in prunable(probe.model).items()}, 0.5)
@@ -126,10 +126,7 @@ def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz,
     assert r.mask["conv1.conv.weight"].flatten()[grow] and not r.mask["conv1.conv.weight"].flatten()[drop]
     assert summary["mask_sparsity"] == pytest.approx(mask.sparsity)
 
-    kill_after(1)
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, str(tmp_path / "killed"))
-    kill_after(None)
+    killed_run(spec, tmp_path / "killed")
     run(spec, str(tmp_path / "killed"))
     assert same_weights(tmp_path / "live" / "final.pt", tmp_path / "killed" / "final.pt")
 

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from conftest import tiny_spec
+from conftest import same_weights, tiny_spec
 from ticketlab.masks import magnitude_prune, prunable
 from ticketlab.train import Run, TrainingError, run
 
@@ -57,18 +57,15 @@ def test_rewinding_loads_the_weights_of_that_exact_epoch(tmp_path, digits_npz):
         assert torch.equal(p, expected), k
 
 
-def test_killed_run_resumes_to_identical_weights(tmp_path, digits_npz, kill_after):
+def test_killed_run_resumes_to_identical_weights(tmp_path, digits_npz, killed_run):
     spec = tiny_spec(digits_npz, tweaks={"ls": {"alpha": 0.1, "style": "uniform"}})
     run(spec, str(tmp_path / "straight"))
-    kill_after(2)
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, str(tmp_path / "killed"))
+    killed_run(spec, tmp_path / "killed", after=2)
     assert os.path.exists(tmp_path / "killed" / "checkpoint.pt")
-    kill_after(None)
     summary = run(spec, str(tmp_path / "killed"))
     assert not os.path.exists(tmp_path / "killed" / "checkpoint.pt")
-    a, b = state(tmp_path / "straight" / "final.pt"), state(tmp_path / "killed" / "final.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a)  # bitwise, so the resume restored every RNG and state
+    # bitwise, so the resume restored every RNG and state
+    assert same_weights(tmp_path / "straight" / "final.pt", tmp_path / "killed" / "final.pt")
     assert summary["epochs"] == 3
 
 
