@@ -1,4 +1,5 @@
-# Quick start: `make demo` (set up from nothing, run the whole demo workflow), `make test`.
+# Quick start: `make demo` (set up from nothing, run the whole demo workflow), `make test` (every test),
+# `make test-fast` (the unit tests).
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
@@ -7,7 +8,7 @@ CORES ?= all
 CONFIG ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup slurm-bins demo test bench footprint report paper-dry-run clean
+.PHONY: setup slurm-bins demo test test-fast bench footprint report paper-dry-run clean
 setup: $(STAMP)
 
 # Idempotent: re-runs only when the pins change. pip takes torch/torchvision from PyPI (or this
@@ -31,8 +32,14 @@ slurm-bins:
 demo: setup
 	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
 
+# Every test, on two pytest-xdist workers: the tests that share the smoke DAG on one (built once), the rest on
+# the other (tests/conftest.py); `pytest` alone runs them one after another, with the same results.
 test: setup slurm-bins
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+# The unit tests: no subprocess (no snakemake, training process, job server or SLURM), for a quick loop.
+test-fast: setup
+	$(PY) -m pytest -m "not workflow" -n 2
 
 # Training throughput (scripts/bench.py): the papers' input pipeline vs ours, masked vs dense; a GPU when
 # there is one. Options through BENCH, e.g. make bench BENCH="--concurrent 4" (4 runs at once on the device).

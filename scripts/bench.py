@@ -4,6 +4,7 @@ dense; and N concurrent runs on one device against one. A benchmark to read, not
 
     .venv/bin/python scripts/bench.py                  # cpu: ResNet-18 at 1/8 width; cuda: ResNet-18 / CIFAR-100
     .venv/bin/python scripts/bench.py --concurrent 4   # also 4 processes training at once on the device
+    .venv/bin/python scripts/bench.py --profile-job    # one demo training job through Snakemake, in parts
 
 reference  the recipe of the papers' code (open_lth, the SNIP/GraSP/SynFlow repositories): a torchvision-style
            Dataset of in-memory HWC uint8 images returned as PIL images, transforms RandomCrop(32, padding=4),
@@ -178,6 +179,46 @@ def aggregate(spans: list[tuple[float, float, int]]) -> float:
     return sum(k for _, _, k in spans) / (max(t1 for _, t1, _ in spans) - min(t0 for t0, _, _ in spans))
 
 
+PROFILE_RUN = "results/runs/digits/resnet18_demo/demo/seed42/imp/s36.00/{variant}/summary.json"
+
+
+def profile_job(args) -> dict:
+    """One re-training job of the demo (ResNet-18 at 1/8 width on the digits, IMP 36%, variant --variant),
+    run by Snakemake as the demo runs it, its wall time split into parts: Snakemake's start (parse, config
+    check, DAG: a dry run of the same target), the job's process start (interpreter, script preamble, job
+    server hand-over; summary.json timing.job_start), the run's own parts (data load, model build, init-time
+    tweaks such as GradInit, training steps, per-epoch evaluation, checkpoint / weight / summary writes) and
+    the rest (Snakemake's job bookkeeping). Its inputs (data, dense run, mask) are built first, untimed."""
+    import json
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    target = PROFILE_RUN.format(variant=args.variant)
+    with tempfile.TemporaryDirectory() as work:
+        def smk(*extra):
+            cmd = [sys.executable, "-m", "snakemake", "-s", os.path.join(repo, "workflow", "Snakefile"),
+                   "--directory", work, "--cores", "2", *extra, target]
+            t0 = time.time()
+            p = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+            if p.returncode:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+            return t0, time.time()
+        smk()  # the inputs, and a warm job server (as during a demo)
+        t0, t1 = smk("-f")
+        summary = json.load(open(os.path.join(work, target)))
+    clock, parts = summary["clock"], dict(summary["timing"])
+    wall = t1 - t0
+    job_start = parts.pop("job_start")
+    rows = [("snakemake: start, config check, DAG, scheduling", clock["process_started"] - t0),
+            ("job process start (interpreter, preamble, job server)", job_start), *parts.items(),
+            ("run: untimed rest", clock["finished"] - clock["process_started"] - job_start - sum(parts.values())),
+            ("snakemake: after the job (bookkeeping, exit)", t1 - clock["finished"])]
+    print(f"profile-job: {target} ({summary['epochs']} epochs): one `snakemake -f` of it, {wall:.2f} s")
+    for name, sec in rows:
+        print(f"  {name:<55} {sec:7.3f} s  {100 * sec / wall:5.1f}%")
+    return {"wall": wall, **dict(rows)}
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -194,6 +235,10 @@ def parse(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads of the training process(es)")
     p.add_argument("--compile", action="store_true", help="ours with torch.compile (cuda only)")
     p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also N processes at once vs one")
+    p.add_argument("--profile-job", action="store_true", help="instead: one demo training job through Snakemake, "
+                                                                "its time split into parts")
+    p.add_argument("--variant", default="scaling", help="with --profile-job: the variant re-trained (default "
+                                                         "scaling: GradInit at init)")
     args = p.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -205,6 +250,8 @@ def parse(argv=None):
 
 def main(argv=None) -> dict:
     args = parse(argv)
+    if args.profile_job:
+        return profile_job(args)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     numerics = "bf16 autocast, channels-last" if device.type == "cuda" else "fp32"

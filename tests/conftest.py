@@ -14,6 +14,15 @@ os.environ.setdefault("PATH", "")
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the venv's snakemake
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the smoke DAG (one build per session) are `workflow` tests and run on one pytest-xdist
+    worker together (`--dist loadgroup`), so that the DAG is built once while the other worker runs the rest."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.workflow)
+            item.add_marker(pytest.mark.xdist_group("smoke"))
+
+
 @pytest.fixture(scope="session")
 def digits_npz(tmp_path_factory):
     """The demo dataset, prepared once for the whole session."""

@@ -92,6 +92,7 @@ def test_spend_paper_config_has_the_papers_settings():
     assert set(spec["tweaks"]) == {"skip", "swish", "scaling", "ls"} and spec["tweaks"]["scaling"]["iterations"] == 180
 
 
+@pytest.mark.workflow
 def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"recipes": {"demo": {"lrr": 1}}}))

@@ -275,6 +275,7 @@ def test_bad_specs(tmp_path):
     assert sorted(data.SOURCES) == ["cifar10", "cifar100", "digits", "imagefolder", "mnist", "npz", "tinyimagenet"]
 
 
+@pytest.mark.workflow
 def test_load_does_not_import_heavy_libraries():
     code = "import sys, ticketlab.data; assert not {'torchvision', 'sklearn', 'PIL'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -60,7 +60,7 @@ def planned(tmp_path, digits_npz, monkeypatch):
     w = plan.W(dataset="digits", model="resnet20_demo", recipe="dlth_demo", seed="42")
     os.makedirs("results/data")
     shutil.copy(digits_npz, "results/data/digits.npz")
-    for name, seed in (("init.pt", 1), ("rewind_e2.pt", 2), ("final.pt", 3)):
+    for name, seed in (("init.pt", 1), ("rewind_e1.pt", 2), ("final.pt", 3)):
         weights_file(tmp_path / plan.dense_dir(w) / name, seed)
     return cfg, w
 
@@ -88,8 +88,8 @@ def test_first_conv_and_last_fc_stay_dense_and_the_rest_share_one_ratio(planned,
 def test_early_bird_prunes_the_weights_after_the_epoch_it_names(planned):
     cfg, w = planned
     spec, eb = mask_of(cfg, w, "dlth_eb", "70.00")
-    assert spec["weights"].endswith("/dense/rewind_e2.pt")  # 1/8 of the demo's 16 epochs
-    early, final = torch.load(spec["weights"]), torch.load(spec["weights"].replace("rewind_e2", "final"))
+    assert spec["weights"].endswith("/dense/rewind_e1.pt")  # 1/8 of the demo's 8 epochs
+    early, final = torch.load(spec["weights"]), torch.load(spec["weights"].replace("rewind_e1", "final"))
     for k, v in eb.items():
         assert np.array_equal(v.numpy(), topk_by_hand(early[k], 0.7)), k
     assert any(not np.array_equal(v.numpy(), topk_by_hand(final[k], 0.7)) for k, v in eb.items())
@@ -101,7 +101,7 @@ def test_lth_iter_spec_carries_the_cycle_recipe_and_checks_its_name():
     cfg = demo_cfg()
     w = plan.W(dataset="digits", model="resnet20_demo", recipe="dlth_demo", seed="42", mask="dlth_lthiter", sparsity="70.00")
     spec = plan.mask_spec(cfg, w)
-    assert spec["cycles"] == 5 and spec["cycle_recipe"]["epochs"] == 4 and spec["cycle_recipe"]["milestones"] == [2, 3]
+    assert spec["cycles"] == 5 and spec["cycle_recipe"]["epochs"] == 2 and spec["cycle_recipe"]["milestones"] == [1]
     assert spec["weights"].endswith("/dense/init.pt")  # every cycle rewinds to the dense init
     bad = copy.deepcopy(cfg)
     bad["masks"]["dlth_lthiter"]["cycle_recipe"] = "nope"

@@ -7,6 +7,8 @@ import pytest
 
 from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
 
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
+
 PAPER = str(REPO / "config" / "paper" / "dlth.yaml")
 TABLES, FIGURES = ["dlth_tab2", "dlth_tab4", "dlth_tab5"], ["dlth_fig3", "dlth_fig4", "dlth_fig9"]
 TARGETS = [f"results/tables/{t}.md" for t in TABLES] + [f"results/figures/{f}.png" for f in FIGURES]

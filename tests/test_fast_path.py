@@ -46,13 +46,17 @@ def test_bad_settings_name_the_key(key, value):
 def test_config_defaults_and_only_changed_settings_reach_the_spec():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]
     assert {k: schema[k]["default"] for k in FAST_DEFAULTS} == FAST_DEFAULTS
-    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    raw = {k: v for k, v in demo.items() if k not in FAST_DEFAULTS}  # the demo sets channels_last: true
     cfg = validate(raw)
     e = next(iter(cfg["experiments"].values()))
     w = plan.W(dataset=e["dataset"], model=e["model"], recipe=e["recipe"], seed=e["seeds"][0], mask="dense",
                sparsity="00.00", variant="rr")
     for spec in (plan.dense_spec(cfg, w), plan.retrain_spec(cfg, w)):
         assert not set(FAST_DEFAULTS) & set(spec)  # at the defaults: the params of every job are unchanged
+    assert plan.dense_spec(validate(demo), w)["channels_last"] is True  # the demo's CPU runs: channels-last
+    for paper in (REPO / "config" / "paper").glob("*.yaml"):  # the paper configs put it back to auto
+        assert yaml.safe_load(paper.read_text())["channels_last"] == "auto", paper
     assert plan.dense_spec({**cfg, **FAST_DEFAULTS}, w) == plan.dense_spec(cfg, w)
     changed = {**cfg, "precision": "bf16", "compile": True}
     for spec in (plan.dense_spec(changed, w), plan.retrain_spec(changed, w)):

@@ -9,6 +9,8 @@ import torch
 
 from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
 
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
+
 PAPER = str(REPO / "config" / "paper" / "gradflow.yaml")
 TARGETS = ["results/tables/gradflow_tab2.md", "results/figures/gradflow_fig5.png"]
 RUNS = "results/runs/digits/lenet5_demo/gradflow"

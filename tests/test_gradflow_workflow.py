@@ -13,6 +13,8 @@ from ticketlab import plan
 from ticketlab.masks import Mask
 from ticketlab.train import initial_weights
 
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
+
 PAPER = str(REPO / "config" / "paper" / "gradflow.yaml")
 IDS = ["gradflow_tab1", "gradflow_fig1c", "gradflow_fig2", "gradflow_fig3"]
 TARGETS = [f"results/tables/{IDS[0]}.md"] + [f"results/figures/{a}.png" for a in IDS[1:]]

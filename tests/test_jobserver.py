@@ -15,6 +15,8 @@ from conftest import REPO, same_weights, tiny_spec
 from ticketlab import jobserver
 from ticketlab.jobs import run_job
 
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
+
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):

@@ -14,6 +14,8 @@ from conftest import REPO, same_weights, tiny_spec
 from helpers import slow_run  # noqa: F401  (registers the _slow tweak in this process too)
 from ticketlab.train import run
 
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
+
 HELPER = str(REPO / "tests" / "helpers" / "slow_run.py")
 
 

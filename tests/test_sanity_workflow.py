@@ -4,9 +4,12 @@ paper configuration's dry run with exact job counts."""
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
+
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 
 PAPER = str(REPO / "config" / "paper" / "sanity.yaml")
 TABLES, FIGURES = ["sanity_tab_e1", "sanity_tab_jackpot"], ["sanity_fig_a1", "sanity_fig_d", "sanity_fig_f", "sanity_fig_g"]

@@ -20,6 +20,8 @@ import yaml
 
 from conftest import REPO
 
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
+
 SNAKEFILE = str(REPO / "workflow" / "Snakefile")
 SMOKE = str(REPO / "tests" / "smoke.yaml")
 SKIP = os.environ.get("TICKETLAB_SKIP_SLURM") == "1"

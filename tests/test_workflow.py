@@ -1,8 +1,11 @@
 """The Snakemake workflow end to end at smoke scale, its caching, and the paper dry-run."""
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
+
+pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 
 ARTEFACTS = list(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["artefacts"])
 

@@ -3,13 +3,15 @@ cross-references the schema cannot express. Every error names the key; nothing r
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from .masks import imp_sparsity
+from .catalog import catalog, entry
+from .defaults import MONITOR_DEFAULTS, imp_sparsity
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -36,6 +38,18 @@ def _with_defaults(cls):
 Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_text(path: str, mtime: int) -> dict:
+    with open(path) as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def config_schema() -> dict:
+    """workflow/schemas/config.schema.yaml, parsed once per process (re-read when the file changes); shared:
+    read it, do not change it."""
+    return _schema_text(str(SCHEMA), SCHEMA.stat().st_mtime_ns)
+
+
 def _where(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
@@ -43,7 +57,7 @@ def _where(path) -> str:
 def validate(cfg: dict, schema: dict | None = None) -> dict:
     """Validate `cfg` (a copy is returned with defaults filled) or raise ConfigError naming the key."""
     cfg = copy.deepcopy(dict(cfg))
-    schema = schema or yaml.safe_load(SCHEMA.read_text())
+    schema = schema or config_schema()
     error = jsonschema.exceptions.best_match(Validator(schema).iter_errors(cfg))
     if error is not None:
         raise ConfigError(f"config error at {_where(error.absolute_path)}: {error.message}")
@@ -61,12 +75,12 @@ def validate(cfg: dict, schema: dict | None = None) -> dict:
 
 
 def _check_tweaks(cfg):
-    from .tweaks import TWEAKS  # imports torch; only here
+    tweaks = catalog()["tweaks"]
 
     def check(where, name, params):
-        if name not in TWEAKS:
-            raise ConfigError(f"config error at {where}: unknown tweak {name!r}; known: {sorted(TWEAKS)}")
-        schema = {"type": "object", "additionalProperties": False, "properties": TWEAKS[name].schema}
+        if name not in tweaks:
+            raise ConfigError(f"config error at {where}: unknown tweak {name!r}; known: {sorted(tweaks)}")
+        schema = {"type": "object", "additionalProperties": False, "properties": tweaks[name]["schema"]}
         err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(params))
         if err is not None:
             raise ConfigError(f"config error at {where}{'.' if err.absolute_path else ''}"
@@ -105,7 +119,7 @@ def _check_variant(cfg, vname: str, v: dict):
     if v.get("small_dense") and (v["init"] != "lth" or v["tweaks"]):
         raise ConfigError(f"config error at {where}.small_dense: a small-dense network is freshly initialised "
                           f"(init lth, the default) and takes no tweaks")
-    schema = yaml.safe_load(SCHEMA.read_text())["properties"]["recipes"]["additionalProperties"]
+    schema = config_schema()["properties"]["recipes"]["additionalProperties"]
     for rname, r in cfg["recipes"].items():
         merged = {**r, **v["recipe"]}
         err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(merged))
@@ -122,11 +136,9 @@ ANALYSIS_ARTEFACTS = {"activation_table": {"activations"}, "analysis_sparsity": 
 
 
 def _check_analyses(cfg):
-    from .analysis import ANALYSES  # imports torch; only here
-    from .train import MONITOR_DEFAULTS
     for name, a in cfg["analyses"].items():
         where = f"analyses.{name}"
-        known = MONITOR_DEFAULTS if a["kind"] == "trajectory" else ANALYSES.get(a["kind"]).defaults
+        known = MONITOR_DEFAULTS if a["kind"] == "trajectory" else entry("analyses", a["kind"])["defaults"]
         allowed = set(known) | {"kind"} | ({"weights", "reference", "reference_dense"} if a["kind"] != "trajectory" else set())
         for k, v in a.items():
             if k not in allowed:
@@ -138,7 +150,7 @@ def _check_analyses(cfg):
             src = cfg["analyses"].get(a["weights"])
             if src is None or src["kind"] != "trajectory":
                 raise ConfigError(f"config error at {where}.weights: {a['weights']!r} is not a trajectory analysis")
-        needs = a["kind"] != "trajectory" and ANALYSES.get(a["kind"]).needs_reference
+        needs = a["kind"] != "trajectory" and entry("analyses", a["kind"])["needs_reference"]
         if needs != bool(a.get("reference")):
             raise ConfigError(f"config error at {where}: kind {a['kind']!r} " + (
                 "needs `reference` (the variant whose final weights it compares with)" if needs else
@@ -186,8 +198,7 @@ def _check_references(cfg):
         if m.get("cycle_recipe"):
             _need(cfg, f"masks.{mname}.cycle_recipe", "recipes", m["cycle_recipe"])
         if m.get("from_epoch") or m.get("from_variant"):
-            from .masks import MASK_METHODS
-            if MASK_METHODS.get(m["method"]).weights != "trained" or m["method"] == "imp":
+            if entry("masks", m["method"])["weights"] != "trained" or m["method"] == "imp":
                 raise ConfigError(f"config error at masks.{mname}: from_epoch / from_variant are for one-shot methods "
                                   f"that prune trained weights (omp, l1, ...), not {m['method']!r}")
             if m.get("from_epoch") and m.get("from_variant"):

@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -138,15 +139,30 @@ def make_artefact(spec: dict, variants: dict, rows: list[dict], paper: list[str]
 
 def describe(smk) -> dict:
     """The plain description of a Snakemake `script:` job that run_job needs (picklable, for the job server)."""
-    return {"rule": smk.rule, "log": smk.log[0] if smk.log else None, "threads": smk.threads,
+    return {"rule": smk.rule, "started": _process_started(), "log": smk.log[0] if smk.log else None, "threads": smk.threads,
             "params": dict(smk.params.items()), "output": list(smk.output), "named_output": dict(smk.output.items()),
             "paper": list(smk.input.paper) if hasattr(smk.input, "paper") else [],
             "id": dict(smk.wildcards.items()).get("id")}
 
 
+def _process_started() -> float | None:
+    """When this process started (time.time()), from /proc: what a job pays before its first line runs."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = float(f.read().rpartition(")")[2].split()[19])  # field 22: start time since boot
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_job(job: dict) -> None:
     """Run a job (describe) by its rule name, its prints and errors in its log."""
     rule, p, out = job["rule"], job["params"], job["output"]
+    if job.get("started") and (rule.startswith("dense_") or rule in ("retrain", "trajectory")):
+        from . import train as train_module
+        train_module.JOB_STARTED = job["started"]
     with logged(job["log"]):
         try:
             if rule == "prepare_data":

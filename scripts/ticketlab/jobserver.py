@@ -32,6 +32,8 @@ import sys
 import threading
 import time
 
+from .catalog import code_fingerprint
+
 IDLE = float(os.environ.get("TICKETLAB_JOB_SERVER_IDLE", 120))  # seconds without jobs after which the server exits
 START_TIMEOUT = 60  # seconds a client waits for a server it started
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -42,15 +44,9 @@ def enabled() -> bool:
     return os.environ.get("TICKETLAB_JOB_SERVER", "1") != "0" and "SLURM_JOB_ID" not in os.environ
 
 
-def fingerprint(root: str = PACKAGE) -> int:
-    """The package's code as of now: path, mtime and size of every .py file under root (about 100 stats)."""
-    files = []
-    for d, _, names in os.walk(root):
-        for n in names:
-            if n.endswith(".py"):
-                st = os.stat(os.path.join(d, n))
-                files.append((d, n, st.st_mtime_ns, st.st_size))
-    return hash(tuple(sorted(files)))
+def fingerprint(root: str = PACKAGE) -> str:
+    """The package's code as of now (path, mtime and size of every .py file: ticketlab.catalog)."""
+    return code_fingerprint(root)
 
 
 def socket_path(workdir: str = ".") -> str:
@@ -218,6 +214,7 @@ def serve(path: str) -> None:
     code = fingerprint()  # before the imports, so that an edit made while they run is noticed
     import numpy  # noqa: F401  (the imports every job pays for, done once)
     import torch  # noqa: F401
+    import torch._inductor.config  # noqa: F401  (torch.use_deterministic_algorithms imports it: 2 s per job otherwise)
 
     from . import jobs, train  # noqa: F401
     from .analysis import ANALYSES  # noqa: F401

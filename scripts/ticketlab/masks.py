@@ -15,13 +15,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .defaults import MaskError, imp_level, imp_sparsity  # noqa: F401  (torch-free; re-exported)
 from .registry import Registry
 
 MASK_METHODS = Registry("mask method")
-
-
-class MaskError(ValueError):
-    pass
 
 
 def prunable(model: nn.Module, layers: str = "conv") -> dict[str, nn.Parameter]:
@@ -145,21 +142,6 @@ def _prune_scores(scores: dict[str, torch.Tensor], current: Mask, sparsity: floa
         out[k] = keep[i:i + n].view_as(scores[k])
         i += n
     return out
-
-
-def imp_sparsity(level: int, rate: float) -> float:
-    """Sparsity after `level` rounds that each remove `rate` of the remaining weights: 1-(1-rate)^level."""
-    return 1.0 - (1.0 - rate) ** level
-
-
-def imp_level(sparsity: float, rate: float, tol: float = 1e-4) -> int:
-    if sparsity == 0:
-        return 0
-    level = round(math.log(1.0 - sparsity) / math.log(1.0 - rate))
-    if abs(imp_sparsity(level, rate) - sparsity) > tol:
-        raise MaskError(f"sparsity {sparsity} is not an IMP level for rate {rate} "
-                        f"(levels: 1-(1-{rate})^k)")
-    return level
 
 
 @dataclass

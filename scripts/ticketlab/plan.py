@@ -17,7 +17,8 @@ weights give level k+1's mask, so it runs once and serves both.
 from __future__ import annotations
 
 from .config import REPO, snap
-from .masks import MASK_METHODS, imp_level, imp_sparsity
+from .catalog import entry
+from .defaults import FAST_DEFAULTS, MONITOR_DEFAULTS, imp_level, imp_sparsity
 
 RESULTS = "results"
 TABLE_KINDS = {"sparsity_table", "grid_table", "activation_table", "ensemble_table", "init_table", "jackpot_table",
@@ -94,7 +95,6 @@ def init_weights(cfg, w, epoch: int) -> str:
 def fast_settings(cfg) -> dict:
     """The device settings (precision, channels_last, compile) that differ from their defaults: only those
     enter a training spec, so adding the settings left every existing run's params (and results) as they were."""
-    from .train import FAST_DEFAULTS
     return {k: cfg[k] for k, v in FAST_DEFAULTS.items() if cfg.get(k, v) != v}
 
 
@@ -129,7 +129,6 @@ def retrain_spec(cfg, w) -> dict:
     """The spec of re-training `w.variant` on mask set `w.mask` at sparsity `w.sparsity`. A variant name
     with a replica suffix (lth@o3) is that variant's run with data order (and, for variants with
     `replica_init`, random re-initialisation) drawn from the replica number."""
-    from .tweaks import TWEAKS
     s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
     name, replica = split_replica(w.variant)
     v = cfg["variants"][name]
@@ -158,7 +157,7 @@ def retrain_spec(cfg, w) -> dict:
             raise ValueError(f"variant {name!r} (small_dense) needs a mask to match, not the dense network")
         init, mask, extra["match_params_of"] = {"from": "fresh"}, None, mask
     tweaks = {t: {**cfg["tweaks"].get(t, {}), **v["params"].get(t, {})} for t in v["tweaks"]}
-    teacher = any(getattr(TWEAKS[t], "needs_teacher", False) for t in tweaks)
+    teacher = any(entry("tweaks", t)["needs_teacher"] for t in tweaks)
     return canonical({"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
             "recipe": {**recipe_for_retrain(cfg, w.recipe), **v.get("recipe", {})}, "seed": seed,
             "mask": mask, "init": init, "tweaks": tweaks, **extra,
@@ -178,8 +177,7 @@ def mask_spec(cfg, w) -> dict:
     ratios_from also reads the source mask set's file at the same sparsity."""
     m = cfg["masks"][w.mask]
     s = exact_sparsity(cfg, w.mask, sp_value(w.sparsity))
-    method = MASK_METHODS.get(m["method"])
-    weights = f"{dense_dir(w)}/{'init.pt' if method.weights == 'init' else 'final.pt'}"
+    weights = f"{dense_dir(w)}/{'init.pt' if entry('masks', m['method'])['weights'] == 'init' else 'final.pt'}"
     if m.get("from_epoch"):      # e.g. Early-Bird: the dense run's weights after that epoch
         weights = init_weights(cfg, w, m["from_epoch"])
     elif m.get("from_variant"):  # e.g. the gradual-pruning run of seed 004: that variant's run on the dense network
@@ -206,13 +204,8 @@ def mask_inputs(spec: dict) -> dict:
 
 def analysis_settings(cfg, name: str) -> dict:
     """An analysis's kind and full settings (the kind's defaults under the configured values)."""
-    from .train import MONITOR_DEFAULTS
     a = dict(cfg["analyses"][name])
-    if a["kind"] == "trajectory":
-        defaults = MONITOR_DEFAULTS
-    else:
-        from .analysis import ANALYSES
-        defaults = ANALYSES.get(a["kind"]).defaults
+    defaults = MONITOR_DEFAULTS if a["kind"] == "trajectory" else entry("analyses", a["kind"])["defaults"]
     return {**defaults, **a}
 
 
@@ -231,8 +224,7 @@ def analysis_rule(cfg, name: str) -> str:
     kind = cfg["analyses"][name]["kind"]
     if kind == "trajectory":
         return "trajectory"
-    from .analysis import ANALYSES
-    return "analysis_arrays" if ANALYSES.get(kind).arrays else "analysis"
+    return "analysis_arrays" if entry("analyses", kind)["arrays"] else "analysis"
 
 
 def parse_run(run: str):
@@ -270,11 +262,10 @@ def analysis_spec(cfg, run: str, name: str) -> dict:
         src = analysis_settings(cfg, a["weights"])
         weights = f"{RESULTS}/analysis/{run}/{a['weights']}/final.pt"
         epochs = min(epochs, src["epochs"] or epochs)
-    from .analysis import ANALYSES
-    kind, extra = ANALYSES.get(a["kind"]), {}
-    if kind.needs_init:
+    kind, extra = entry("analyses", a["kind"]), {}
+    if kind["needs_init"]:
         extra["initial"] = True
-    if kind.needs_reference:
+    if kind["needs_reference"]:
         src = ("dense", 0.0) if a.get("reference_dense") else (w.mask, exact_sparsity(cfg, w.mask, sp_value(w.sparsity)))
         extra["reference"] = f"{run_dir(w, *src, a['reference'])}/final.pt"
     return canonical({"run": spec, "analysis": a, "weights": weights, "epochs": epochs, **extra})

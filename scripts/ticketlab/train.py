@@ -56,24 +56,26 @@ import torch
 import torch.nn.functional as F
 
 from . import tweaks as tweak_registry
+from .defaults import FAST_CHOICES, FAST_DEFAULTS, MONITOR_DEFAULTS  # noqa: F401  (torch-free, shared with planning)
 from .masks import Mask
 from .models import build_model
+from .progress import progress_bar
 
 
 class TrainingError(RuntimeError):
     pass
 
 
-# settings of a `trajectory` analysis (monitors during training); 0 switches a measurement off
-MONITOR_DEFAULTS = {"epochs": 0, "hessian_batches": 3, "hessian_batch_size": 128, "hessian_max_iter": 100,
-                    "hessian_tol": 1e-3, "gradflow_every": 0, "gradflow_examples": 1000, "seed": 0}
+# the parts of a run's time (summary.json "timing", make bench BENCH=--profile-job): job_start = from the job's
+# process start (interpreter, Snakemake's script preamble, job-server hand-over) to this run's creation
+TIMING = ("job_start", "data", "build", "init_tweaks", "train_steps", "eval", "monitors", "checkpoint_writes",
+          "weights_writes", "summary_writes")
+JOB_STARTED: float | None = None  # set by ticketlab.jobs: when the job's process started (time.time())
 
 
-# how a run uses its device (the config's top-level precision, channels_last, compile). A setting enters a
-# run's spec only when it differs from these defaults (plan.fast_settings), so runs at the defaults keep
-# their spec, their checkpoint hash and their cached results.
-FAST_DEFAULTS = {"precision": "auto", "channels_last": "auto", "compile": False}
-FAST_CHOICES = {"precision": ("auto", "fp32", "bf16"), "channels_last": ("auto", True, False), "compile": (True, False)}
+def epoch_bar(total: int, name: str):
+    """A tqdm bar over the epochs when stderr is a terminal; None in logs (one plain line per epoch there)."""
+    return progress_bar(total, os.path.basename(name.rstrip("/")) or "run", unit="epoch")
 
 
 class Fast:
@@ -206,7 +208,7 @@ class Data:
         return next_batch
 
 
-@torch.no_grad()
+@torch.inference_mode()  # lighter than no_grad: no version counters; nothing computed here is trained on
 def evaluate(model, data: Data, split: str, batch_size: int = 1000, fast: Fast | None = None) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in %) on a split, BN in eval mode, no augmentation; with `fast`, the
     forward pass in the run's precision and memory format (the loss in fp32)."""
@@ -270,6 +272,23 @@ class Run:
         os.makedirs(outdir, exist_ok=True)
         self.ckpt_path = os.path.join(outdir, "checkpoint.pt")
         self.hash = spec_hash(spec)
+        self.timing = dict.fromkeys(TIMING, 0.0)  # seconds per part of the run (summary.json, make bench)
+        self._inner: list[float] = []
+        if JOB_STARTED is not None:
+            self.timing["job_start"] = max(0.0, time.time() - JOB_STARTED)
+
+    @contextlib.contextmanager
+    def timed(self, part: str):
+        """Adds the block's seconds to timing[part], less those of timed blocks inside it (counted there)."""
+        t0 = time.perf_counter()
+        self._inner.append(0.0)
+        try:
+            yield
+        finally:
+            dt, inner = time.perf_counter() - t0, self._inner.pop()
+            self.timing[part] += dt - inner
+            if self._inner:
+                self._inner[-1] += dt
 
     def path(self, name: str) -> str:
         return os.path.join(self.outdir, name)
@@ -280,8 +299,13 @@ class Run:
         return teacher.to(self.device).eval()
 
     def setup(self):
+        with self.timed("data"):
+            self.data = Data(self.spec["data"], self.device)
+        with self.timed("build"):
+            self._setup()
+
+    def _setup(self):
         spec, r = self.spec, self.spec["recipe"]
-        self.data = Data(spec["data"], self.device)
         torch.manual_seed(spec["seed"])
         self.model, self.tweaks = build(spec, self.data)
         init = spec.get("init", {"from": "fresh"})
@@ -326,8 +350,9 @@ class Run:
         self.stop = {"term": False}
         self.resumed = os.path.exists(self.ckpt_path) and self._resume()
         if not self.resumed:
-            for t in self.tweaks:
-                t.on_init(self.model, self.mask, self.ctx)
+            with self.timed("init_tweaks"):
+                for t in self.tweaks:
+                    t.on_init(self.model, self.mask, self.ctx)
             self.mask.apply_(self.model)
         self._remasked()
         self.step_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "on_train_step")]
@@ -406,12 +431,20 @@ class Run:
     def _checkpoint(self, within: dict | None = None):
         """Everything a resumed run needs, written atomically; `within`: the position inside the current
         epoch (its data-order state, steps done, running totals) for a mid-epoch checkpoint."""
+        with self.timed("checkpoint_writes"):
+            self._write_checkpoint(within)
+
+    def _write_checkpoint(self, within):
         atomic_save({"hash": self.hash, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                      "rng": self.g.get_state(), "rows": self.rows, "epoch": self.epoch, "log": self.ctx.log,
                      "flow": self.flow, "mask": {k: m.cpu() for k, m in self.mask.items()}, "within": within},
                     self.ckpt_path)
 
     def _save_weights(self, name: str, export: bool = False):
+        with self.timed("weights_writes"):
+            self._write_weights(name, export)
+
+    def _write_weights(self, name: str, export: bool):
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}  # not channels-last
         if export:
             for t in self.tweaks:
@@ -492,36 +525,50 @@ class Run:
         if not self.resumed and self.spec.get("save_init"):
             self._save_weights("init.pt")
         t0 = time.time()
+        first = self.epoch
+        bar = epoch_bar(last - first, self.name)
         old = signal.signal(signal.SIGTERM, lambda *a: self.stop.update(term=True))
         try:
             while self.epoch < last:
                 te = time.time()
                 lr = lr_at(r, self.epoch, self.epoch * self.steps_per_epoch, self.steps_per_epoch, self.total_steps)
-                train_loss, train_acc = self.train_epoch()
+                with self.timed("train_steps"):
+                    train_loss, train_acc = self.train_epoch()
                 self.epoch += 1
-                ev = {s: evaluate(self.model, self.data, s, r.get("eval_batch_size", 1000), self.fast) for s in ("val", "test")}
+                with self.timed("eval"):
+                    ev = {s: evaluate(self.model, self.data, s, r.get("eval_batch_size", 1000), self.fast)
+                          for s in ("val", "test")}
                 self.rows.append({"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                                   "val_loss": ev["val"][0], "val_acc": ev["val"][1], "test_loss": ev["test"][0],
                                   "test_acc": ev["test"][1], "seconds": time.time() - te})
                 if self.monitor and self.hessian_batches:
                     th = time.time()
-                    self.rows[-1]["top_eigenvalue"] = self._top_eigenvalue()
+                    with self.timed("monitors"):
+                        self.rows[-1]["top_eigenvalue"] = self._top_eigenvalue()
                     self.rows[-1]["hessian_seconds"] = time.time() - th
                 if self.epoch in save_epochs:
                     self._save_weights(f"rewind_e{self.epoch}.pt")
                 self._checkpoint()
-                self.log(f"[{self.name}] epoch {self.epoch}/{last} lr {lr:.4g} "
-                         f"train {train_loss:.3f}/{train_acc:.2f}% val {ev['val'][1]:.2f}% test {ev['test'][1]:.2f}% "
-                         f"({self.rows[-1]['seconds']:.1f}s)")
+                eta = (time.time() - t0) / (self.epoch - first) * (last - self.epoch)
+                line = (f"epoch {self.epoch}/{last} lr {lr:.4g} loss {train_loss:.3f} train {train_acc:.2f}% "
+                        f"val {ev['val'][1]:.2f}% test {ev['test'][1]:.2f}% ({time.time() - te:.1f}s, ETA {eta:.0f}s)")
+                if bar is not None:
+                    bar.set_postfix_str(line.split(" ", 2)[2], refresh=False)
+                    bar.update()
+                else:
+                    self.log(f"[{self.name}] {line}")
                 if self.stop["term"]:  # arrived during evaluation: the epoch's checkpoint is written
                     self.log(f"[{self.name}] SIGTERM: checkpoint written after epoch {self.epoch}; exiting")
                     sys.exit(143)
         finally:
             signal.signal(signal.SIGTERM, old)
+            if bar is not None:
+                bar.close()
         return self.finish(time.time() - t0)
 
     def finish(self, seconds: float) -> dict:
         self._save_weights("final.pt", export=self.spec.get("export", True))
+        t_write = time.perf_counter()
         with open(self.path("metrics.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
             w.writeheader()
@@ -536,6 +583,9 @@ class Run:
                    "measured_sparsity": measured, "mask_sparsity": mask_sparsity, "train_seconds": seconds,
                    "params": sum(p.numel() for p in self.model.parameters()),
                    "tweak_log": self.ctx.log, "numerics": self.fast.resolved(self.compiled), "spec": self.spec}
+        self.timing["summary_writes"] += time.perf_counter() - t_write  # up to here: the JSON write itself is tiny
+        summary["timing"] = {k: round(v, 4) for k, v in self.timing.items()}
+        summary["clock"] = {"process_started": JOB_STARTED, "finished": time.time()}  # absolute (time.time())
         with open(self.path("summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         if os.path.exists(self.ckpt_path):

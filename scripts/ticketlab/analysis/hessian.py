@@ -25,6 +25,7 @@ from pyhessian.utils import hessian_vector_product
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..progress import Progress
 from . import analysis
 
 
@@ -178,14 +179,17 @@ def hessian(model, mask, data, settings) -> dict:
     mode as PyHessian sets it); the papers report the mean over batches."""
     s = settings
     tops, traces, dens_e, dens_w = [], [], [], []
-    for i, (x, y) in enumerate(_batches(data, s)):
+    batches = _batches(data, s)
+    progress = Progress(len(batches), "hessian: batches")
+    for i, (x, y) in enumerate(batches):
         tops.append(top_eigenvalues(model, mask, x, y, s["top_n"], s["max_iter"], s["tol"], s["seed"] + i)[0])
         traces.append(float(np.mean(trace(model, mask, x, y, s["trace_samples"], s["trace_tol"], s["seed"] + i))))
         if s["density_iters"]:
             e, w = density(model, mask, x, y, s["density_iters"], s["density_runs"], s["seed"] + i)
             dens_e += e
             dens_w += w
-    x, y = _batches(data, s)[0]
+        progress.update(note=f"top eigenvalue {tops[-1][0]:.4g}")
+    x, y = batches[0]
     sh = SubnetworkHessian(model, mask, x, y)
     first = [t[0] for t in tops]
     return {"top_eigenvalue": float(np.mean(first)), "top_eigenvalue_std": float(np.std(first)),
@@ -221,6 +225,7 @@ def perturbation(model, mask, data, settings) -> dict:
     base = {k: p.detach().clone() for k, p in params.items()}
     distances = np.linspace(-s["radius"], s["radius"], s["steps"]).tolist()
     losses, accs = [], []
+    progress = Progress(len(distances), "perturbation: distances")
     for d in distances:
         with torch.no_grad():
             for k, t in v.items():
@@ -228,5 +233,6 @@ def perturbation(model, mask, data, settings) -> dict:
         loss, acc = _loss_acc(probe, xe, ye)
         losses.append(loss)
         accs.append(acc)
+        progress.update()
     return {"top_eigenvalue": values[0], "curves": {"loss": {"x": distances, "y": losses},
                                                     "acc": {"x": distances, "y": accs}}}

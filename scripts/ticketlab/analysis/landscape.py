@@ -7,6 +7,7 @@ import time
 import numpy as np
 import torch
 
+from ..progress import Progress
 from . import analysis
 from .hessian import _loss_acc
 
@@ -38,12 +39,14 @@ def loss_grid(model, directions: list[dict], coords: list[list[float]], x, y, ba
     base = {k: p.detach().clone() for k, p in params.items()}
     shape = [len(c) for c in reversed(coords)]
     loss, acc = np.zeros(shape), np.zeros(shape)
+    progress = Progress(int(np.prod(shape)), "landscape: grid points")
     for idx in np.ndindex(*shape):
         point = list(reversed(idx))  # (i for x, j for y)
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(base[k] + sum(coords[n][point[n]] * d[k] for n, d in enumerate(directions)))
         loss[idx], acc[idx] = _loss_acc(probe, x, y, batch_size)
+        progress.update()
     return loss, acc
 
 
