@@ -14,6 +14,7 @@ os.environ.setdefault("PATH", "")
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the venv's snakemake
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """Tests that use the smoke DAG (one build per session) are `workflow` tests and run on one pytest-xdist
     worker together (`--dist loadgroup`), so that the DAG is built once while the other worker runs the rest."""
