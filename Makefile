@@ -32,8 +32,8 @@ slurm-bins:
 demo: setup
 	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
 
-# Every test, on two pytest-xdist workers: the tests that share the smoke DAG on one (built once), the rest on
-# the other (tests/conftest.py); `pytest` alone runs them one after another, with the same results.
+# Every test, on two pytest-xdist workers (the smoke DAG they share is built once: tests/conftest.py);
+# `pytest` alone runs them one after another, with the same results.
 test: setup slurm-bins
 	$(PY) -m pytest -n 2 --dist loadgroup
 

@@ -1,3 +1,4 @@
+import fcntl
 import os
 import re
 import subprocess
@@ -16,8 +17,8 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Tests that use the smoke DAG (one build per session) are `workflow` tests and run on one pytest-xdist
-    worker together (`--dist loadgroup`), so that the DAG is built once while the other worker runs the rest."""
+    """Tests that use the smoke DAG (one build per session) are `workflow` tests, grouped for pytest-xdist's
+    `--dist loadgroup`."""
     for item in items:
         if "smoke_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.workflow)
@@ -126,9 +127,19 @@ def config_with(*paths) -> dict:
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, request):
     """The whole demo DAG (every artefact of the five papers) at smoke scale (tests/smoke.yaml), built
-    once per test session; the papers' workflow tests check its outputs."""
-    work = tmp_path_factory.mktemp("smoke")
-    snakemake(work, "--configfile", SMOKE)
+    once per test session, also when pytest-xdist runs the session on several workers: they share one
+    directory, and a lock makes the first that needs it build it while the others wait; the papers'
+    workflow tests check its outputs (read-only: dry runs and reports only)."""
+    root = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):  # an xdist worker: its basetemp is one per worker
+        root = root.parent
+    work = root / "smoke-shared"
+    with open(f"{work}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (work / ".built").exists():
+            work.mkdir(exist_ok=True)
+            snakemake(work, "--configfile", SMOKE)
+            (work / ".built").touch()
     return work
