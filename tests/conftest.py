@@ -17,8 +17,8 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Tests that use the smoke DAG (one build per session) are `workflow` tests, grouped for pytest-xdist's
-    `--dist loadgroup`."""
+    """Tests that use the smoke DAG are `workflow` tests, grouped for pytest-xdist's `--dist loadgroup` (which
+    did not keep them on one worker when measured: the lock in smoke_run is what builds the DAG once)."""
     for item in items:
         if "smoke_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.workflow)
