@@ -11,7 +11,7 @@ from ticketlab import tweaks
 from ticketlab.masks import magnitude_prune, prunable
 from ticketlab.models import build_model
 from ticketlab.tweaks.scaling import gradinit, scaled_names
-from ticketlab.tweaks.soft_labels import kd_loss
+from ticketlab.tweaks.soft_labels import kd_loss, smoothed_targets
 
 LOGITS = np.array([[2.0, -1.0, 0.5, 0.0], [0.1, 0.2, 3.0, -2.0], [-1.0, -1.0, -1.0, 4.0]])
 Y = np.array([0, 2, 1])
@@ -107,3 +107,26 @@ def test_conflicting_tweaks_are_rejected():
         tweaks.build({"swish": {}, "mish": {}})
     with pytest.raises(ValueError, match="loss"):
         tweaks.build({"ls": {}, "kd": {}})
+
+
+def test_soft_labels_under_bf16_autocast_are_the_fp32_formula():
+    """Logits from a layer under CPU bf16 autocast: LS and KD build their targets and loss in fp32, so they
+    equal the fp32 formula on the same (bf16-valued) logits; bf16 targets would give the true class of a
+    100-class problem 0.8984 instead of 0.901."""
+    torch.manual_seed(0)
+    layer, teacher = torch.nn.Linear(8, 100), torch.nn.Linear(8, 100)
+    x, y = torch.randn(16, 8), torch.randint(0, 100, (16,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = layer(x)
+        assert logits.dtype == torch.bfloat16
+        ls = tweaks.TWEAKS["ls"](alpha=0.1).loss(None)(logits, y, x)
+        kd = tweaks.TWEAKS["kd"]().loss(SimpleNamespace(teacher=lambda: teacher))(logits, y, x)
+    z = logits.detach().float()
+    target = F.one_hot(y, 100).float() * 0.9 + 0.1 / 100
+    assert target[0, y[0]].item() == pytest.approx(0.901) and torch.allclose(target.sum(1), torch.ones(16))
+    assert ls.dtype == torch.float32 and torch.allclose(ls, -(target * F.log_softmax(z, 1)).sum(1).mean(), atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        t = teacher(x).float()
+    assert kd.dtype == torch.float32 and torch.allclose(kd, kd_loss(z, t, y, 5.0, 0.9), atol=1e-6)
+    bf16_target = smoothed_targets(y, 100, 0.1, "uniform", torch.bfloat16)  # what the logits' dtype would give
+    assert abs(bf16_target[0, y[0]].item() - 0.901) > 1e-3
