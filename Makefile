@@ -35,7 +35,7 @@ demo: setup
 # Every test, on two pytest-xdist workers (the smoke DAG they share is built once: tests/conftest.py);
 # `pytest` alone runs them one after another, with the same results.
 test: setup slurm-bins
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2
 
 # The unit tests: no subprocess (no snakemake, training process, job server or SLURM), for a quick loop.
 test-fast: setup

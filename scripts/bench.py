@@ -185,10 +185,11 @@ PROFILE_RUN = "results/runs/digits/resnet18_demo/demo/seed42/imp/s36.00/{variant
 def profile_job(args) -> dict:
     """One re-training job of the demo (ResNet-18 at 1/8 width on the digits, IMP 36%, variant --variant),
     run by Snakemake as the demo runs it, its wall time split into parts: Snakemake's start (parse, config
-    check, DAG: a dry run of the same target), the job's process start (interpreter, script preamble, job
-    server hand-over; summary.json timing.job_start), the run's own parts (data load, model build, init-time
-    tweaks such as GradInit, training steps, per-epoch evaluation, checkpoint / weight / summary writes) and
-    the rest (Snakemake's job bookkeeping). Its inputs (data, dense run, mask) are built first, untimed."""
+    check, DAG, scheduling: until the job's process starts), the job's process start (interpreter, script
+    preamble, job server hand-over; summary.json timing.job_start), the run's own parts (data load, model
+    build, init-time tweaks such as GradInit, training steps, per-epoch evaluation, checkpoint / weight /
+    summary writes) and Snakemake's bookkeeping after the job. Its inputs (data, dense run, mask) are built
+    first, untimed, which also leaves the job server warm as during a demo."""
     import json
     import subprocess
     import sys

@@ -15,14 +15,11 @@ os.environ.setdefault("PATH", "")
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the venv's snakemake
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Tests that use the smoke DAG are `workflow` tests, grouped for pytest-xdist's `--dist loadgroup` (which
-    did not keep them on one worker when measured: the lock in smoke_run is what builds the DAG once)."""
+    """Tests that use the smoke DAG are `workflow` tests (`make test-fast` leaves them out)."""
     for item in items:
         if "smoke_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.workflow)
-            item.add_marker(pytest.mark.xdist_group("smoke"))
 
 
 @pytest.fixture(scope="session")

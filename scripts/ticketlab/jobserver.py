@@ -44,11 +44,6 @@ def enabled() -> bool:
     return os.environ.get("TICKETLAB_JOB_SERVER", "1") != "0" and "SLURM_JOB_ID" not in os.environ
 
 
-def fingerprint(root: str = PACKAGE) -> str:
-    """The package's code as of now (path, mtime and size of every .py file: ticketlab.catalog)."""
-    return code_fingerprint(root)
-
-
 def socket_path(workdir: str = ".") -> str:
     return os.path.join(workdir, ".snakemake", "ticketlab-jobs.sock")
 
@@ -190,7 +185,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 
     def process_request(self, request, client_address):
         self.last = time.time()
-        if fingerprint() != self.code:  # the package changed: give the path up before answering
+        if code_fingerprint(PACKAGE) != self.code:  # the package changed: give the path up before answering
             self.stale = True
             self.socket.close()
             os.remove(self.path)
@@ -211,7 +206,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 
 
 def serve(path: str) -> None:
-    code = fingerprint()  # before the imports, so that an edit made while they run is noticed
+    code = code_fingerprint(PACKAGE)  # before the imports, so that an edit made while they run is noticed
     import numpy  # noqa: F401  (the imports every job pays for, done once)
     import torch  # noqa: F401
     import torch._inductor.config  # noqa: F401  (torch.use_deterministic_algorithms imports it: 2 s per job otherwise)

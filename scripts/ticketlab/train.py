@@ -432,24 +432,18 @@ class Run:
         """Everything a resumed run needs, written atomically; `within`: the position inside the current
         epoch (its data-order state, steps done, running totals) for a mid-epoch checkpoint."""
         with self.timed("checkpoint_writes"):
-            self._write_checkpoint(within)
-
-    def _write_checkpoint(self, within):
-        atomic_save({"hash": self.hash, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                     "rng": self.g.get_state(), "rows": self.rows, "epoch": self.epoch, "log": self.ctx.log,
-                     "flow": self.flow, "mask": {k: m.cpu() for k, m in self.mask.items()}, "within": within},
-                    self.ckpt_path)
+            atomic_save({"hash": self.hash, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                         "rng": self.g.get_state(), "rows": self.rows, "epoch": self.epoch, "log": self.ctx.log,
+                         "flow": self.flow, "mask": {k: m.cpu() for k, m in self.mask.items()}, "within": within},
+                        self.ckpt_path)
 
     def _save_weights(self, name: str, export: bool = False):
         with self.timed("weights_writes"):
-            self._write_weights(name, export)
-
-    def _write_weights(self, name: str, export: bool):
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}  # not channels-last
-        if export:
-            for t in self.tweaks:
-                state = t.export(state)
-        atomic_save(state, self.path(name))
+            state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}  # not channels-last
+            if export:
+                for t in self.tweaks:
+                    state = t.export(state)
+            atomic_save(state, self.path(name))
 
     def train_epoch(self) -> tuple[float, float]:
         r, model = self.spec["recipe"], self.model
