@@ -157,6 +157,56 @@ def test_activation_sparsity_equals_a_hand_count():
     # [0,0,0,1; 2,0,0,0.5] -> 5 of 8 zeros, then silu of it: silu(0) = 0 exactly -> 5 of 8
     out = activation_sparsity(Two(), x, batch_size=1)
     assert out == {"a": pytest.approx(100 * 3 / 8), "b": pytest.approx(100 * 10 / 16)}
+    assert activation_sparsity(Two(), x, batch_size=1, threshold=0.0) == out  # eps 0: the exact-zero count
+
+
+class Smooth(nn.Module):
+    """One stage, one SiLU: its outputs are known, so the count of |a| <= eps is a hand count."""
+
+    def __init__(self):
+        super().__init__()
+        self.s = nn.Sequential(nn.SiLU())
+
+    def stages(self):
+        return [("s", self.s)]
+
+    def forward(self, x):
+        return self.s(x)
+
+
+def test_activation_threshold_counts_small_outputs_as_zero():
+    # silu(x) = x * sigmoid(x): 0 -> 0 exactly; ±0.01 -> 0.00502, -0.00498; ±0.03 -> 0.01522, -0.01478;
+    # -6 -> -0.01484; -10 -> -0.000454; 1 -> 0.731
+    x = torch.tensor([[0.0, 0.01, -0.01, 0.03, -0.03, -6.0, -10.0, 1.0]])
+    silu = x * torch.sigmoid(x)
+    assert int((silu == 0).sum()) == 1
+    # exact zeros: only silu(0) = 0; |a| <= 0.01: 0, ±0.01 and -10; |a| <= 0.02: also ±0.03 and -6
+    assert activation_sparsity(Smooth(), x, threshold=0.0) == {"s": pytest.approx(100 * 1 / 8)}
+    assert activation_sparsity(Smooth(), x, threshold=0.01) == {"s": pytest.approx(100 * 4 / 8)}
+    assert activation_sparsity(Smooth(), x, threshold=0.02) == {"s": pytest.approx(100 * 7 / 8)}
+    relu = nn.Sequential(nn.ReLU())  # ReLU: eps adds only the outputs in (0, eps]
+    relu.stages = lambda: [("r", relu)]
+    assert activation_sparsity(relu, x, threshold=0.01) == {"r": pytest.approx(100 * 6 / 8)}  # 5 zeros and 0.01
+
+
+def test_activation_threshold_is_an_analysis_setting_checked_by_the_schema():
+    import yaml
+
+    from conftest import REPO
+    from ticketlab.config import ConfigError, validate
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    fn = ANALYSES.get("activations")
+    assert fn.defaults["threshold"] == 0.0  # exact zeros unless the configuration says otherwise
+    out = fn(Smooth(), None, type("D", (), {"split": {"test": (torch.tensor([[0.0, 0.005, 1.0]]), None)},
+                                             "normalize": staticmethod(lambda x: x)})(),
+             {**fn.defaults, "threshold": 0.01})
+    assert out["threshold"] == 0.01 and out["stages"]["s"] == pytest.approx(100 * 2 / 3)
+    validate({**cfg, "analyses": {**cfg["analyses"], "activations": {"kind": "activations", "threshold": 0.01}}})
+    validate({**cfg, "analyses": {**cfg["analyses"], "activations": {"kind": "activations", "threshold": 0}}})
+    with pytest.raises(ConfigError, match=r"analyses\.activations\.threshold"):
+        validate({**cfg, "analyses": {**cfg["analyses"], "activations": {"kind": "activations", "threshold": -0.1}}})
+    with pytest.raises(ConfigError, match=r"analyses\.hessian\.threshold: unknown setting"):
+        validate({**cfg, "analyses": {**cfg["analyses"], "hessian": {"kind": "hessian", "threshold": 0.01}}})
 
 
 def test_gradient_flow_equals_a_direct_computation():

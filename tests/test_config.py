@@ -89,6 +89,10 @@ def test_spend_paper_config_has_the_papers_settings():
                variant="at_trt_rewind")
     spec = plan.retrain_spec(cfg, w)
     assert spec["init"]["path"].endswith("dense/rewind_e33.pt")
+    # Frankle et al.'s rewinding: the remaining 147 epochs with the schedule continued from epoch 33
+    for v in ("rewind", "at_rewind", "trt_rewind", "at_trt_rewind"):
+        s = plan.retrain_spec(cfg, plan.W(**{**w.__dict__, "variant": v}))
+        assert s["start_epoch"] == 33 and s["recipe"]["epochs"] == 180 and s["recipe"]["milestones"] == [90, 135], v
     assert set(spec["tweaks"]) == {"skip", "swish", "scaling", "ls"} and spec["tweaks"]["scaling"]["iterations"] == 180
 
 
@@ -101,6 +105,41 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
                        capture_output=True, text=True, cwd=REPO)
     assert p.returncode != 0
     assert "recipes.demo" in p.stderr + p.stdout and "lrr" in p.stderr + p.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_configs_plan_only_paper_scale_runs():
+    """Every artefact a paper configuration builds reads runs of its paper's datasets, none of the digits."""
+    from ticketlab import plan
+    for path in sorted((REPO / "config" / "paper").glob("*.yaml")):
+        cfg = paper(path.name)
+        for aid in cfg["targets"]:
+            assert not [r["path"] for r in plan.artefact_runs(cfg, aid) if "/digits/" in r["path"]], (path.name, aid)
+
+
+def test_paper_config_refuses_an_artefact_it_leaves_at_demo_scale():
+    from ticketlab import plan
+    cfg = paper("spend.yaml")  # spend_fig5 / spend_tab_a4 are configured at paper scale by tost.yaml only
+    for aid in ("spend_fig5", "spend_tab_a4", "dlth_tab2"):
+        with pytest.raises(ConfigError, match=rf"artefacts\.{aid}.*scale: paper.*digits"):
+            plan.artefact_runs(cfg, aid)
+    with pytest.raises(ConfigError, match=r"config/paper/tost\.yaml builds it"):
+        plan.artefact_runs(cfg, "spend_fig5")
+    raw = copy.deepcopy(DEMO)
+    update_config(raw, yaml.safe_load((REPO / "config" / "paper" / "spend.yaml").read_text()))
+    raw["targets"] = raw["targets"] + ["spend_fig5"]
+    with pytest.raises(ConfigError, match=rf"targets\[{len(raw['targets']) - 1}\].*spend_fig5"):
+        validate(raw)
+    assert plan.artefact_runs(validate(DEMO), "spend_fig5")  # the demo (scale: demo) builds it on the digits
+
+
+@pytest.mark.workflow
+def test_snakemake_refuses_a_demo_scale_artefact_under_a_paper_config(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "results/figures/spend_fig5.png",
+                        "--configfile", str(REPO / "config" / "paper" / "spend.yaml"), "--directory", str(tmp_path),
+                        "-s", str(REPO / "workflow" / "Snakefile")], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode != 0
+    assert "config/paper/tost.yaml builds it at paper scale" in p.stderr + p.stdout
     assert not (tmp_path / "results").exists()
 
 

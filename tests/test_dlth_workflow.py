@@ -48,6 +48,7 @@ def test_rerun_is_a_noop(smoke_run):
 
 def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
     out = snakemake(tmp_path, "-n", "--configfile", PAPER)
+    assert "results/data/digits.npz" not in out  # a paper config builds nothing at demo scale
     jobs = planned(out)
     seeds, sparsities = 3, 5
     # per CIFAR dataset, seed and sparsity: L1 fine-tuning, LTH, LTH Iter-5, EB, Scratch, GraSP (one run each),

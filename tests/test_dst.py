@@ -1,6 +1,7 @@
 """Dynamic sparse training (tweaks/dst.py): SET, RigL and RigL inverted against hand-made layers, SET's
-growth against the uniform distribution, exact sparsity and bitwise resume in real runs, and the gradient
-flow logged at mask updates (seed 004 Figure 3)."""
+growth against the uniform distribution, RigL's order in a real run (the optimiser steps under the old mask,
+then the mask update; grown connections at zero with zero momentum), exact sparsity and bitwise resume in
+real runs, and the gradient flow logged at mask updates (seed 004 Figure 3)."""
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from ticketlab.models import build_model
 from ticketlab.pruners import random_mask
 from ticketlab.train import Run, lr_at, run
 from ticketlab.tweaks import TWEAKS
-from ticketlab.tweaks.dst import DynamicSparse, drop_fraction, is_update
+from ticketlab.tweaks.dst import DynamicSparse, RigL, drop_fraction, is_update
 
 MASK = torch.tensor([True] * 6 + [False] * 6).view(3, 4)
 WEIGHT = torch.tensor([0.5, -0.1, 0.9, 0.05, -0.7, 0.3, 0, 0, 0, 0, 0, 0]).view(3, 4)
@@ -40,6 +41,17 @@ def ctx_for(mask, every=1, seed=0, **over):
                            steps_per_epoch=10, total_steps=100, log={}, gradient_flow=None, **over)
 
 
+def update(tweak, layer, step, ctx):
+    """One step's hooks as the run calls them: after_backward (the dense gradient), the gradient masked,
+    (no optimiser step here), the weights masked, after_step (the mask update); returns after_step's."""
+    tweak.after_backward(layer, step, ctx)
+    with torch.no_grad():
+        m = ctx.mask["weight"]
+        layer.weight.grad.mul_(m)  # the run masks the gradients before the step: growth must not see this
+        layer.weight.mul_(m)
+    return tweak.after_step(layer, step, ctx)
+
+
 def kept(ctx):
     return sorted(torch.nonzero(ctx.mask["weight"].flatten()).flatten().tolist())
 
@@ -53,23 +65,23 @@ def test_rigl_drops_the_lowest_magnitudes_and_grows_the_highest_gradients():
     |gradient| (7, 9, 11)."""
     layer, ctx = hand_layer(GRAD), ctx_for(MASK)
     tweak = TWEAKS["rigl"](every=5, drop_fraction=0.5, decay="constant")
-    assert tweak.after_backward(layer, 5, ctx) is True
+    assert update(tweak, layer, 5, ctx) is True
     assert kept(ctx) == [0, 2, 4, 7, 9, 11]
 
 
 def test_rigl_inverted_grows_the_lowest_gradients_and_rigl_may_regrow_what_it_dropped():
     layer, ctx = hand_layer(GRAD), ctx_for(MASK)
-    TWEAKS["rigl_inverted"](every=5, drop_fraction=0.5, decay="constant").after_backward(layer, 5, ctx)
+    update(TWEAKS["rigl_inverted"](every=5, drop_fraction=0.5, decay="constant"), layer, 5, ctx)
     assert kept(ctx) == [0, 1, 2, 3, 4, 5]  # the lowest |g| not kept: the three just dropped (RigL's candidates)
     grad = list(GRAD)
     grad[1] = 50.0  # a dropped connection with the largest gradient is grown back (kept, with its weight)
     layer, ctx = hand_layer(grad), ctx_for(MASK)
-    TWEAKS["rigl"](every=5, drop_fraction=0.5, decay="constant").after_backward(layer, 5, ctx)
+    update(TWEAKS["rigl"](every=5, drop_fraction=0.5, decay="constant"), layer, 5, ctx)
     assert kept(ctx) == [0, 1, 2, 4, 7, 9]
     grad = list(GRAD)  # ties broken by position: of four equal |g|, the three lowest indices grow
     grad[6] = grad[7] = grad[8] = grad[9] = 20.0
     layer, ctx = hand_layer(grad), ctx_for(MASK)
-    TWEAKS["rigl"](every=5, drop_fraction=0.5, decay="constant").after_backward(layer, 5, ctx)
+    update(TWEAKS["rigl"](every=5, drop_fraction=0.5, decay="constant"), layer, 5, ctx)
     assert kept(ctx) == [0, 2, 4, 6, 7, 8]
 
 
@@ -86,7 +98,7 @@ def test_update_steps_and_the_drop_fraction_decaying_with_the_learning_rate():
     assert drop_fraction({**p, "decay": "cosine"}, 30, ctx) == pytest.approx(0.3 * 0.5 * (1 + math.cos(math.pi * 30 / 60)))
     # k = floor(f * active) (RigL's int cast): 0.3 * 6 = 1.8 -> one connection replaced
     layer, c = hand_layer(GRAD), ctx_for(MASK)
-    TWEAKS["rigl"](every=5, drop_fraction=0.3, decay="constant").after_backward(layer, 5, c)
+    update(TWEAKS["rigl"](every=5, drop_fraction=0.3, decay="constant"), layer, 5, c)
     assert kept(c) == [0, 1, 2, 4, 5, 7]
 
 
@@ -105,7 +117,7 @@ def test_set_grows_uniformly_at_random_among_the_connections_not_kept():
     for step in range(1, n + 1):
         ctx = ctx_for(mask, seed=7)
         ctx.total_steps = n + 1
-        tweak.after_backward(layer, step, ctx)
+        tweak.after_step(layer, step, ctx)
         new = ctx.mask["weight"].flatten()
         assert new[0] and new[2] and int(new.sum()) == 4  # 0.4 and 0.3 kept, sparsity unchanged
         counts += new.float()
@@ -116,7 +128,7 @@ def test_set_grows_uniformly_at_random_among_the_connections_not_kept():
     assert stat < chi2.ppf(0.999, 17), stat
     # and the draw is a function of (seed, step): the same step gives the same growth
     a, b = ctx_for(mask, seed=7), ctx_for(mask, seed=7)
-    tweak.after_backward(layer, 12, a), tweak.after_backward(layer, 12, b)
+    tweak.after_step(layer, 12, a), tweak.after_step(layer, 12, b)
     assert torch.equal(a.mask["weight"], b.mask["weight"])
 
 
@@ -136,7 +148,7 @@ def test_every_update_keeps_each_layers_sparsity_and_grown_weights_start_at_zero
     spec, mask = masked_lenet_spec(tmp_path, digits_npz, {method: {"every": 3, "drop_fraction": 0.3}})
     counts = {k: int(m.sum()) for k, m in mask.items()}
     seen = []
-    original = DynamicSparse.after_backward
+    original = DynamicSparse.after_step
 
     def checked(self, model, step, ctx):
         before = {k: m.clone() for k, m in ctx.mask.items()}
@@ -148,7 +160,7 @@ def test_every_update_keeps_each_layers_sparsity_and_grown_weights_start_at_zero
         seen.append((step, changed))
         return changed
 
-    monkeypatch.setattr(DynamicSparse, "after_backward", checked)
+    monkeypatch.setattr(DynamicSparse, "after_step", checked)
     r = Run(spec, str(tmp_path / "run"))
     summary = r.run()
     updates = [s for s, changed in seen if changed]
@@ -157,6 +169,83 @@ def test_every_update_keeps_each_layers_sparsity_and_grown_weights_start_at_zero
     assert any(not torch.equal(r.mask[k].cpu(), mask[k]) for k in mask)  # the connectivity did move
     final = torch.load(tmp_path / "run" / "final.pt", weights_only=True)
     assert all(torch.all(final[k][~r.mask[k].cpu()] == 0) for k in mask)
+
+
+class Enough(Exception):
+    pass
+
+
+def test_an_update_step_steps_under_the_old_mask_then_grows_connections_at_zero(tmp_path, digits_npz, monkeypatch):
+    """RigL's order (rigl/sparse_optimizers_base.py apply_gradients: the optimiser update, then the mask
+    update; seed 004's rigl_tf2/train.py the same) at update step 3 of a real run, checked by hand: the kept
+    weights and their momentum are one SGD-momentum step of the OLD-masked gradient (weight decay
+    included) from the state before it; the drop ranks |w| after that step, the growth this step's dense
+    |gradient|; grown (and dropped) connections are exactly 0 in weight and momentum buffer right after."""
+    spec, _ = masked_lenet_spec(tmp_path, digits_npz, {"rigl": {"every": 3, "drop_fraction": 0.3, "decay": "constant"}})
+    r = Run(spec, str(tmp_path / "run"))
+    r.setup()
+    before, after = {}, {}
+    original = RigL.after_backward
+
+    def observed(self, model, step, ctx):  # after the backward pass, before the run masks the gradients
+        params = dict(model.named_parameters())
+        if step in (3, 4):
+            into = before if step == 3 else after  # at step 4 (nothing stepped yet): the state the update left
+            into["w"] = {k: params[k].detach().clone() for k in ctx.mask}
+            into["buf"] = {k: r.opt.state[params[k]]["momentum_buffer"].clone() for k in ctx.mask}
+            into["mask"] = {k: m.clone() for k, m in ctx.mask.items()}
+            into["g"] = {k: params[k].grad.detach().clone() for k in ctx.mask}  # dense: not masked yet
+            into["lr"] = r.opt.param_groups[0]["lr"]
+        if step == 4:
+            raise Enough
+        return original(self, model, step, ctx)
+
+    monkeypatch.setattr(RigL, "after_backward", observed)
+    with pytest.raises(Enough):
+        r.train_epoch()
+    rec = r.spec["recipe"]
+    wd, mu, lr = rec["weight_decay"], rec["momentum"], before["lr"]
+    assert wd > 0 and mu > 0 and r.opt.param_groups[0]["weight_decay"] == wd and not rec.get("nesterov")
+    grown_total = 0
+    for k, old in before["mask"].items():
+        m, w, g, buf = old.float(), before["w"][k], before["g"][k], before["buf"][k]
+        # by hand: SGD with momentum (dampening 0) on the old-masked gradient plus weight decay, then masked
+        d = (g * m).add(w, alpha=wd)
+        buf1 = (buf * mu).add(d)
+        w1 = w.add(buf1, alpha=-lr) * m
+        # by hand: drop the floor(0.3 * active) active ones smallest in |w1| (after the step), grow as many
+        # of the others by the dense |g| (ties by position, as the tweak's stable sort)
+        flat, active = old.flatten(), int(old.sum())
+        n = int(0.3 * active)
+        score = torch.where(flat, w1.abs().flatten(), torch.full_like(w1.flatten(), -1.0))
+        keep = torch.zeros_like(flat)
+        keep[torch.sort(score, descending=True, stable=True).indices[:active - n]] = True
+        candidates = torch.where(keep, torch.full_like(score, -math.inf), g.abs().flatten())
+        expected = keep.clone()
+        expected[torch.sort(candidates, descending=True, stable=True).indices[:n]] = True
+        new = after["mask"][k]
+        assert torch.equal(new.flatten(), expected), k
+        both, grown, dropped = old & new, new & ~old, old & ~new
+        torch.testing.assert_close(after["w"][k][both], w1[both], rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(after["buf"][k][both], buf1[both], rtol=1e-6, atol=1e-9)
+        for state in ("w", "buf"):
+            assert torch.all(after[state][k][grown] == 0) and torch.all(after[state][k][dropped] == 0), (k, state)
+        assert torch.all(g[grown] != 0)  # a step under the new mask would have moved them (-lr * g != 0)
+        grown_total += int(grown.sum())
+    assert grown_total > 0
+
+
+def test_rigl_grows_only_by_the_gradient_of_the_same_step():
+    """after_step needs the dense gradient after_backward kept at that step (never an older one)."""
+    layer, ctx = hand_layer(GRAD), ctx_for(MASK)
+    tweak = TWEAKS["rigl"](every=5, drop_fraction=0.5, decay="constant")
+    tweak.after_backward(layer, 5, ctx)
+    with pytest.raises(RuntimeError, match="no dense gradient of step 10"):
+        tweak.after_step(layer, 10, ctx)
+    tweak.after_backward(layer, 5, ctx)
+    assert tweak.after_step(layer, 5, ctx) is True
+    with pytest.raises(RuntimeError, match="no dense gradient of step 5"):  # taken: not kept for later
+        tweak.after_step(layer, 5, ctx)
 
 
 def test_resume_after_a_kill_is_bitwise_and_keeps_the_live_mask(tmp_path, digits_npz, monkeypatch, killed_run):
@@ -171,18 +260,18 @@ def test_resume_after_a_kill_is_bitwise_and_keeps_the_live_mask(tmp_path, digits
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["mask"]  # the live mask travels
     killed = run(spec, str(tmp_path / "killed"))
 
-    update = DynamicSparse.after_backward
+    original = DynamicSparse.after_step
 
     def preempted_at_step_15(self, model, step, ctx):
-        changed = update(self, model, step, ctx)
+        changed = original(self, model, step, ctx)
         if step == 15 and type(self).__name__ == "RigL":
             os.kill(os.getpid(), signal.SIGTERM)  # the run checkpoints after this step and exits
         return changed
 
-    monkeypatch.setattr(DynamicSparse, "after_backward", preempted_at_step_15)
+    monkeypatch.setattr(DynamicSparse, "after_step", preempted_at_step_15)
     with pytest.raises(SystemExit):
         run(spec, str(tmp_path / "preempted"))
-    monkeypatch.setattr(DynamicSparse, "after_backward", update)
+    monkeypatch.setattr(DynamicSparse, "after_step", original)
     assert torch.load(tmp_path / "preempted" / "checkpoint.pt", weights_only=False)["within"]["step"] == 5
     preempted = run(spec, str(tmp_path / "preempted"))
 
@@ -235,4 +324,6 @@ def test_dst_needs_a_mask():
     ctx = ctx_for(MASK)
     ctx.mask = Mask()
     with pytest.raises(ValueError, match="needs a mask"):
-        TWEAKS["set"](every=1).after_backward(hand_layer(GRAD), 1, ctx)
+        TWEAKS["set"](every=1).after_step(hand_layer(GRAD), 1, ctx)
+    with pytest.raises(ValueError, match="needs a mask"):
+        TWEAKS["rigl"](every=1).after_backward(hand_layer(GRAD), 1, ctx)

@@ -38,6 +38,7 @@ def test_the_pruning_run_its_mask_set_and_the_lottery_ticket_are_wired_as_the_pa
         assert s["init"]["reinit"] and s["mask"] == lottery["mask"]
     small = plan.retrain_spec(cfg, plan.W(**W, mask="pruned", sparsity="95.00", variant="small_dense"))
     assert small["match_params_of"] == lottery["mask"] and small["mask"] is None
+    assert small["tweaks"] == {"sparse_init": {"method": "dense", "scale": 1.0, "mode": "fan_avg"}}  # Glorot (B.2)
 
 
 def test_paper_recipe_is_table_4s_step_count():
@@ -120,6 +121,7 @@ def test_smoke_rerun_is_a_noop_and_a_dst_setting_reruns_only_its_runs(smoke, tmp
 
 def test_paper_dry_run_plans_every_run_without_data(tmp_path):
     out = snakemake(tmp_path, "-n", "--configfile", PAPER)
+    assert "results/data/digits.npz" not in out  # a paper config builds nothing at demo scale
     jobs = planned(out)
     seeds = 5
     # per seed: the dense run; prune and baseline on it; 9 method x init cells, lottery, small dense and RigL

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ticketlab.masks import Mask, MaskError, imp_level, imp_sparsity, magnitude_prune, prunable
+from ticketlab.masks import Mask, MaskError, _prune_scores, imp_level, imp_sparsity, magnitude_prune, prunable
 from ticketlab.models import build_model
 
 
@@ -84,3 +84,31 @@ def test_report_lists_density_per_layer_and_empty_layers():
     r = magnitude_prune(w, 0.5).report()  # removes the 3 smallest: b entirely and a's 0.5
     assert r["layers"]["a"]["kept"] == 3 and r["layers"]["b"]["density"] == 0.0
     assert r["empty_layers"] == ["b"]
+
+
+def test_reference_count_is_the_floor_in_the_scores_own_dtype_and_removes_ties():
+    """count='reference' (Synaptic-Flow's _global_mask): k = int((1 - density) N), density = 1 - s; every
+    score <= the k-th smallest goes; k < 1 changes nothing; the default stays round(s N)."""
+    ones = {"a": torch.ones(10, dtype=torch.bool)}
+    scores = {"a": torch.arange(10, dtype=torch.float64)}
+    assert int((~_prune_scores(scores, Mask(ones), 0.25, count="reference")["a"]).sum()) == 2  # 2.5 -> 2
+    assert int((~_prune_scores(scores, Mask(ones), 0.25)["a"]).sum()) == 2  # round(2.5) = 2 (banker's)
+    assert int((~_prune_scores(scores, Mask(ones), 0.35, count="reference")["a"]).sum()) == 3  # 3.5 -> 3
+    assert int((~_prune_scores(scores, Mask(ones), 0.35)["a"]).sum()) == 4  # round(3.5) = 4
+    assert torch.equal(_prune_scores(scores, Mask(ones), 0.05, count="reference")["a"], ones["a"])  # k = 0
+    # float64 scores 1e-12 apart: one float32 value; ranked in float64 they stay distinct
+    fine = {"a": 1.0 + 1e-12 * torch.arange(10, dtype=torch.float64)}
+    assert _prune_scores(fine, Mask(ones), 0.5, count="reference")["a"].tolist() == [False] * 5 + [True] * 5
+    # ties at the threshold: the reference would remove all 4 for k = 3; here the first 3, already removed first
+    tied = {"a": torch.tensor([0.0, 0.0, 0.0, 0.0, 1, 2, 3, 4, 5, 6])}
+    assert _prune_scores(tied, Mask(ones), 0.3, count="reference")["a"].tolist() == [False] * 3 + [True] * 7
+    part = Mask({"a": torch.tensor([True, True, True, False] + [True] * 6)})
+    assert _prune_scores(tied, part, 0.3, count="reference")["a"].tolist() == [False, False, True, False] + [True] * 6
+    # ranking across tensors, and a removed weight scoring above the threshold (it would be revived) is refused
+    two = {"a": torch.tensor([5.0, 1.0]), "b": torch.tensor([0.0, 3.0])}
+    cur = Mask({"a": torch.tensor([True, True]), "b": torch.tensor([False, True])})
+    assert {k: v.tolist() for k, v in _prune_scores(two, cur, 0.5, count="reference").items()} == \
+        {"a": [True, False], "b": [False, True]}
+    with pytest.raises(MaskError, match="revived"):
+        _prune_scores(two, Mask({"a": torch.tensor([False, True]), "b": torch.tensor([True, True])}), 0.5,
+                      count="reference")

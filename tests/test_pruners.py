@@ -1,23 +1,30 @@
-"""The pruning-method zoo: exact sparsity, SNIP / GraSP scores against hand computations, SynFlow's
-conservation and no layer collapse, layer-wise methods (random, l1, ratios_from)."""
+"""The pruning-method zoo: exact counts, SNIP / GraSP scores against hand computations, SynFlow against a
+hand-rolled run of the released code's schedule, its conservation and no layer collapse, layer-wise methods
+(random, l1, ratios_from)."""
 import copy
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ticketlab import pruners
 from ticketlab.masks import MASK_METHODS, Mask, MaskError, PruneContext, magnitude_prune, prunable, target_removed
 from ticketlab.models import build_model
 from ticketlab.pruners import grasp_scores, snip_scores, synflow_scores
 
 LAYERWISE = {"random", "l1", "ratios_from"}
+REFERENCE = {"snip", "grasp", "synflow", "random_global"}  # the released code's count (Synaptic-Flow's _global_mask)
 ZOO = ["random", "random_global", "magnitude_init", "l1", "snip", "grasp", "synflow", "ratios_from"]
 
 
-def resnet():
+def resnet(arch="resnet20", width=0.25):
+    """resnet20 on 8x8 inputs: feature maps 8/4/2 (resnet18's last stage would be 1x1, where 8 of a 3x3
+    kernel's 9 taps only see padding: tied zero scores, see test_reference_ties_at_the_threshold_keep_the_count)."""
     torch.manual_seed(0)
-    return build_model("resnet18", 10, in_channels=1, input_size=8, width=0.125)
+    return build_model(arch, 10, in_channels=1, input_size=8, width=width)
 
 
 def fixed_batches(shape, classes, n=2, size=32, dtype=torch.float32, seed=0):
@@ -42,6 +49,39 @@ def removed(mask, k=None):
     return sum(int((~m).sum()) for name, m in mask.items() if k is None or name == k)
 
 
+def floor_removed(total, sparsity):
+    """Synaptic-Flow's count, written out: the density kept is 1 - sparsity, k = int((1.0 - density) * N)."""
+    density = 1.0 - sparsity
+    return int((1.0 - density) * total)
+
+
+def expected_removed(method, total, sparsity):
+    return floor_removed(total, sparsity) if method in REFERENCE else target_removed(total, sparsity)
+
+
+def tiny_convnet(seed=0, dtype=torch.float64):
+    """conv-BN-ReLU-conv(stride 2)-BN-ReLU-linear on (2, 5, 5) inputs; BN parameters and running statistics
+    random and signed (so that SynFlow's |.| matters), 72 + 216 + 162 = 450 prunable weights."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 6, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(54, 3))
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.weight.normal_(), bn.bias.normal_(), bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2)
+    return net.to(dtype)
+
+
+def tiny_forward(p, x, train):
+    """tiny_convnet's forward in plain functional torch, from a dict of its tensors."""
+    def bn(h, i):
+        return F.batch_norm(h, p[f"{i}.running_mean"].clone(), p[f"{i}.running_var"].clone(), p[f"{i}.weight"],
+                            p[f"{i}.bias"], training=train, eps=1e-5)
+    h = F.relu(bn(F.conv2d(x, p["0.weight"], padding=1), 1))
+    h = F.relu(bn(F.conv2d(h, p["3.weight"], stride=2, padding=1), 4))
+    return F.linear(h.flatten(1), p["7.weight"], p["7.bias"])
+
+
 def mlp(*sizes, bias=True, dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
     layers = []
@@ -64,7 +104,7 @@ def test_every_method_hits_the_exact_sparsity_and_leaves_the_model_alone(method,
         for k, m in mask.items():
             assert removed(mask, k) == target_removed(m.numel(), sparsity), k
     else:
-        assert removed(mask) == target_removed(mask.total, sparsity)
+        assert removed(mask) == expected_removed(method, mask.total, sparsity)
     mask.report()  # empty layers (at 99.9%) are reported, not a crash
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics untouched
@@ -75,7 +115,7 @@ def test_every_method_hits_the_exact_sparsity_and_leaves_the_model_alone(method,
 def test_data_methods_cover_linear_layers_too(method):
     net = resnet()
     mask = MASK_METHODS.get(method)(context(net, 0.8, layers="conv_linear", rounds=5))
-    assert "fc.weight" in mask and removed(mask) == target_removed(mask.total, 0.8)
+    assert "fc.weight" in mask and removed(mask) == floor_removed(mask.total, 0.8)
 
 
 def test_snip_keeps_the_top_gradient_times_weight():
@@ -93,7 +133,7 @@ def test_snip_keeps_the_top_gradient_times_weight():
     assert all(torch.allclose(got[k], hand[k], rtol=1e-10, atol=1e-14) for k in hand)
     mask = MASK_METHODS.get("snip")(ctx)
     flat = torch.cat([hand["0.weight"].flatten(), hand["2.weight"].flatten()])
-    n_keep = flat.numel() - target_removed(flat.numel(), 0.7)
+    n_keep = flat.numel() - floor_removed(flat.numel(), 0.7)
     top = set(torch.topk(flat, n_keep).indices.tolist())
     n0 = hand["0.weight"].numel()
     assert kept_set(mask) == {("0.weight", i) if i < n0 else ("2.weight", i - n0) for i in top}
@@ -122,7 +162,7 @@ def test_grasp_score_is_minus_theta_hg_and_removes_the_highest(temperature):
     # the paper's convention: the weights with the highest S = -theta * Hg are removed
     mask = MASK_METHODS.get("grasp")(ctx)
     flat = torch.cat([hand[k].flatten() for k in names])
-    n_rm = target_removed(flat.numel(), 0.6)
+    n_rm = floor_removed(flat.numel(), 0.6)  # 148 of 248 (round: 149)
     keep = set(torch.topk(-flat, flat.numel() - n_rm).indices.tolist())  # lowest S
     offsets = {k: sum(hand[j].numel() for j in names[:i]) for i, k in enumerate(names)}
     assert {offsets[k] + i for k, i in kept_set(mask)} == keep
@@ -168,9 +208,94 @@ def test_synflow_avoids_the_layer_collapse_of_global_magnitude():
     ctx = PruneContext(model=net, weights=weights, sparsity=sparsity, spec={},  # rounds: the default 100
                        batches=lambda: (torch.zeros(4, 16), torch.zeros(4, dtype=torch.long)))
     mask = MASK_METHODS.get("synflow")(ctx)
-    assert removed(mask) == target_removed(mask.total, sparsity)
+    assert removed(mask) == floor_removed(mask.total, sparsity)
     assert mask.report()["empty_layers"] == []
     assert min(int(m.sum()) for m in mask.values()) >= 10
+
+
+@pytest.mark.parametrize("method", ["snip", "grasp"])
+def test_one_shot_counts_are_the_reference_floor(method):
+    net = mlp(12, 16, 5)  # 272 weights: at 90% the floor removes 244, round would remove 245
+    _, batches = fixed_batches((12,), 5, n=1, dtype=torch.float64)
+    ctx = PruneContext(model=net, weights=prunable(net, "conv_linear"), sparsity=0.9, spec={}, batches=batches)
+    mask = MASK_METHODS.get(method)(ctx)
+    assert mask.total == 272 and floor_removed(272, 0.9) == 244 != round(0.9 * 272)
+    assert removed(mask) == 244 and mask.kept == 28
+
+
+def test_snip_with_conv_linear_ranks_the_classifier_with_the_convs():
+    net = tiny_convnet(seed=1, dtype=torch.float32)
+    data, batches = fixed_batches((2, 5, 5), 3, n=1)
+    ctx = PruneContext(model=net, weights=prunable(net, "conv_linear"), sparsity=0.8, spec={}, batches=batches)
+    names = list(ctx.weights)
+    assert names == ["0.weight", "3.weight", "7.weight"]
+    # by hand: |w * dL/dw| on a copy (BN in train mode, one batch), one global ranking of all 450 weights
+    ref = copy.deepcopy(net).train()
+    ws = [dict(ref.named_parameters())[k] for k in names]
+    x, y = data[0]
+    grads = torch.autograd.grad(F.cross_entropy(ref(x), y), ws)
+    flat = np.concatenate([(w * g).abs().detach().numpy().ravel() for w, g in zip(ws, grads)])
+    threshold = np.sort(flat)[floor_removed(flat.size, 0.8) - 1]
+    mask = MASK_METHODS.get("snip")(ctx)
+    assert np.array_equal(np.concatenate([mask[k].numpy().ravel() for k in names]), flat > threshold)
+    densities = [float(mask[k].float().mean()) for k in names]
+    assert 0 < densities[2] < 1 and len(set(densities)) == 3  # the classifier pruned, at its own global ratio
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+def test_synflow_equals_a_hand_rolled_reference_schedule(bn_mode, monkeypatch):
+    """Three rounds at 95% on tiny_convnet, re-derived from Tanaka et al.'s released code: the |theta| net,
+    an all-ones input, R = sum of the outputs, scores |theta * dR/dtheta| (pruned weights zero), round k's
+    density (1 - s)^(k/3), k = int((1 - density) N) removed, every score <= the k-th smallest pruned."""
+    net, s, rounds = tiny_convnet(), 0.95, 3
+    names = list(prunable(net, "conv_linear"))
+    ours = []  # (scores, mask) of each round, as synflow_mask ranks them
+    real = pruners._prune_scores
+
+    def record(scores, current, sparsity, count="round"):
+        out = real(scores, current, sparsity, count)
+        ours.append((scores, out))
+        return out
+    monkeypatch.setattr(pruners, "_prune_scores", record)
+    ctx = PruneContext(model=net, weights=prunable(net, "conv_linear"), sparsity=s,
+                       spec={"rounds": rounds, "bn_mode": bn_mode},
+                       batches=lambda: (torch.zeros(4, 2, 5, 5), torch.zeros(4, dtype=torch.long)))
+    final = MASK_METHODS.get("synflow")(ctx)
+
+    absolute = {k: v.detach().abs() for k, v in net.state_dict().items() if v.is_floating_point()}
+    mask = {k: torch.ones_like(absolute[k], dtype=torch.bool) for k in names}
+    counts = []
+    for k in range(1, rounds + 1):
+        w = {n: (absolute[n] * mask[n]).requires_grad_() for n in names}
+        r = tiny_forward({**absolute, **w}, torch.ones(1, 2, 5, 5, dtype=torch.float64), bn_mode == "train").sum()
+        scores = {n: (w[n] * g).abs().detach() for n, g in zip(names, torch.autograd.grad(r, [w[n] for n in names]))}
+        flat = torch.cat([scores[n].flatten() for n in names])
+        n_rm = int((1.0 - (1.0 - s) ** (k / rounds)) * flat.numel())
+        threshold = flat.sort().values[n_rm - 1]
+        mask = {n: scores[n] > threshold for n in names}
+        counts.append(n_rm)
+        got_scores, got_mask = ours[k - 1]
+        assert all(torch.allclose(got_scores[n], scores[n], rtol=1e-12, atol=0) for n in names), k
+        assert all(torch.equal(got_mask[n], mask[n]) for n in names), k
+        assert removed(got_mask) == n_rm, k
+    assert len(ours) == rounds and all(torch.equal(final[n], mask[n]) for n in names)
+    assert counts == [284, 388, 427]  # the floor: round would remove 389 and 428 in rounds 2 and 3
+
+
+def test_synflow_bn_mode_changes_the_scores_and_eval_is_the_default():
+    net = tiny_convnet()
+    names = list(prunable(net, "conv_linear"))
+    ev, tr = (synflow_scores(net, names, None, (2, 5, 5), mode) for mode in ("eval", "train"))
+    assert any(not torch.allclose(ev[k], tr[k]) for k in names)
+    assert pruners.SYNFLOW_DEFAULTS["bn_mode"] == "eval" and pruners.DEFAULTS["bn_mode"] == "train"
+
+
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow"])
+def test_reference_ties_at_the_threshold_keep_the_count(method):
+    net = resnet("resnet18", 0.125)  # its 1x1 last stage: 8/9 of those weights score exactly 0
+    for s in (0.2, 0.9):  # 0.2: the zeros tie at the threshold (the reference would remove ~60%); 0.9: below it
+        mask = MASK_METHODS.get(method)(context(net, s, rounds=3))
+        assert removed(mask) == floor_removed(mask.total, s)
 
 
 def test_random_is_uniform_per_layer_and_seeded():
@@ -183,7 +308,7 @@ def test_random_is_uniform_per_layer_and_seeded():
         assert removed(a, k) == round(0.5 * m.numel())
     # global: the layer densities vary, the total is exact
     glob = MASK_METHODS.get("random_global")(context(net, 0.5))
-    assert removed(glob) == target_removed(glob.total, 0.5)
+    assert removed(glob) == floor_removed(glob.total, 0.5)
     assert any(removed(glob, k) != round(0.5 * m.numel()) for k, m in glob.items())
 
 

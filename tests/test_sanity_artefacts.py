@@ -85,6 +85,23 @@ def test_tolerances_are_settings():
     assert not lt["c2"] and lt["c3"] and not lt["c5"] and not lt["jackpot"]  # 1.2 < 1.25; 91.8 < 92.0 - 0.1
 
 
+def test_jackpot_rows_carry_each_as_params_and_the_numerics(tmp_path):
+    tidy = hand_tidy()
+    # params: the dense network 4000, tickets 1000, the small-dense network matched to 1010 (RR: the ticket's mask)
+    tidy["params"] = [4000.0 if m == "dense" else 1010.0 if v == "sd" else 1000.0
+                      for m, v in zip(tidy["mask"], tidy["variant"])]
+    tidy["numerics"] = ["cuda bf16" if e == "e1" else "cpu fp32" for e in tidy["experiment"]]
+    lt = jackpot(SPEC, tidy).set_index(["mask", "sparsity", "ticket"]).loc[("imp", 0.59, "lth")]
+    assert (lt["params_pre"], lt["params_lt"], lt["params_rr"], lt["params_sd"]) == (4000, 1000, 1000, 1010)
+    assert lt["numerics"] == "cpu fp32 + cuda bf16"  # A_LT at LR 0.01, A_PRE at 0.1: both experiments' runs
+    from ticketlab.artefacts import ARTEFACTS
+    out = [str(tmp_path / "j.csv"), str(tmp_path / "j.md")]
+    ARTEFACTS["jackpot_table"]({**SPEC, "metric": "test_acc_best_val"}, tidy, pd.DataFrame(), out)
+    md = open(out[1]).read()
+    assert "91.80 (0.01) |" in md and "90.60 (0.1) [1,010 params vs 1,000] |" in md  # SD 1% off the ticket: shown
+    assert "Numerics: cpu fp32 + cuda bf16" in md and {"params_sd", "numerics"} <= set(pd.read_csv(out[0]))
+
+
 def test_paper_verdicts_per_group():
     paper = pd.DataFrame({"experiment": ["m/d", "x/y"], "variant": ["jackpot", "jackpot"], "value": [0.5, 0.0],
                           "sparsity": [float("nan")] * 2})

@@ -8,6 +8,7 @@ import torch
 
 from conftest import same_weights, tiny_spec
 from ticketlab.masks import magnitude_prune, prunable
+from ticketlab.models import build_model
 from ticketlab.train import Run, TrainingError, run
 
 
@@ -104,3 +105,43 @@ def test_weights_that_do_not_fit_are_rejected(tmp_path, digits_npz):
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "bad.pt")
     with pytest.raises(TrainingError, match="bad.pt"):
         Run(tiny_spec(digits_npz, init={"from": "file", "path": str(tmp_path / "bad.pt")}), str(tmp_path / "r")).setup()
+
+
+def test_summary_counts_the_trained_parameters_extras_included(tmp_path, digits_npz):
+    """summary.json "params" counts final.pt's trainable parameters (BN running statistics left out): a masked
+    ticket with `skip` (dense extra 1x1 convs + BN, exported) counts the extras in total and nonzero; `gsk`
+    (the same extras, stripped by its export) does not; masked_kept is the mask's, null for a dense run.
+    "numerics" says how the run computed (here the CPU defaults)."""
+    path, mask = make_mask(tmp_path, digits_npz, sparsity=0.8)
+
+    def names(**kw):
+        model = build_model("resnet18", 10, in_channels=1, input_size=8, width=0.0625, **kw)
+        return {k: p.numel() for k, p in model.named_parameters()}
+
+    plain, skip = names(), names(extra_skip=True)
+    extras = set(skip) - set(plain)
+    assert extras and set(plain) < set(skip)
+    short = {**tiny_spec(digits_npz)["recipe"], "epochs": 2, "milestones": [1]}  # gsk: its ghost goes by epoch 1
+    for tweak, expected in (("skip", skip), ("gsk", plain), (None, plain)):
+        spec = tiny_spec(digits_npz, mask=None if tweak is None else path, tweaks={tweak: {}} if tweak else {},
+                         recipe=short)
+        out = tmp_path / (tweak or "dense")
+        params = run(spec, str(out))["params"]
+        assert json.load(open(out / "summary.json"))["params"] == params
+        final = state(out / "final.pt")
+        assert set(expected) <= set(final) and len(final) > len(expected)  # the file also holds BN buffers
+        assert params["total"] == sum(expected.values())
+        assert params["nonzero"] == sum(int((final[k] != 0).sum()) for k in expected)
+        if tweak is None:
+            assert params["masked_kept"] is None and params["nonzero"] > 0.99 * params["total"]
+            continue
+        assert params["masked_kept"] == mask.kept
+        pruned = mask.total - mask.kept
+        assert all(torch.all(final[k][~m] == 0) for k, m in mask.items())
+        assert params["nonzero"] <= params["total"] - pruned and params["nonzero"] > params["total"] - pruned - 50
+        if tweak == "skip":
+            assert sum(int((final[k] != 0).sum()) for k in extras) > 0.99 * sum(skip[k] for k in extras)
+        else:
+            assert not extras & set(final)
+    assert json.load(open(tmp_path / "skip" / "summary.json"))["numerics"] == {
+        "device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}

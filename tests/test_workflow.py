@@ -51,6 +51,7 @@ def test_report_holds_the_artefacts(smoke_run):
 
 def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
     out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper" / "spend.yaml"))
+    assert "results/data/digits.npz" not in out  # a paper config builds nothing at demo scale
     jobs = planned(out)
     seeds, levels = 3, 16
     tweaked_dense = 5                       # skip, swish, mish, scaling, ls on the dense network
@@ -78,6 +79,7 @@ def test_critical_sparsity_is_where_the_lines_cross():
 
 def test_tost_paper_dry_run_plans_every_experiment_without_data(tmp_path):
     out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper" / "tost.yaml"))
+    assert "results/data/digits.npz" not in out  # a paper config builds nothing at demo scale
     jobs = planned(out)
     for ds in ("cifar10", "cifar100", "tinyimagenet"):
         assert f"results/data/{ds}.npz" in out

@@ -71,7 +71,19 @@ def validate(cfg: dict, schema: dict | None = None) -> dict:
     _check_analyses(cfg)
     _check_references(cfg)
     _check_sparsities(cfg)
+    _check_scale(cfg)
     return cfg
+
+
+def _check_scale(cfg):
+    """A paper configuration names what it builds (`targets`), each at the paper's scale (plan.check_scale)."""
+    if cfg["scale"] != "paper":
+        return
+    from .plan import check_scale
+    if "targets" not in cfg:
+        raise ConfigError("config error at targets: a paper configuration (scale: paper) lists the artefacts it builds")
+    for i, aid in enumerate(cfg["targets"]):
+        check_scale(cfg, aid, f"targets[{i}]")
 
 
 def _check_tweaks(cfg):
@@ -116,9 +128,9 @@ def _check_variant(cfg, vname: str, v: dict):
     for key in ("reinit_seed", "replica_init"):
         if key in v and v["init"] != "rr" and v[key] not in (False,):
             raise ConfigError(f"config error at {where}.{key}: only for init 'rr'")
-    if v.get("small_dense") and (v["init"] != "lth" or v["tweaks"]):
+    if v.get("small_dense") and (v["init"] != "lth" or set(v["tweaks"]) - {"sparse_init"}):
         raise ConfigError(f"config error at {where}.small_dense: a small-dense network is freshly initialised "
-                          f"(init lth, the default) and takes no tweaks")
+                          f"(init lth, the default) and takes no tweaks but sparse_init (its initialisation)")
     schema = config_schema()["properties"]["recipes"]["additionalProperties"]
     for rname, r in cfg["recipes"].items():
         merged = {**r, **v["recipe"]}

@@ -88,16 +88,41 @@ def analyse(spec: dict, out: str, threads: int = 1) -> dict:
     device = pick_device(run.get("device", "auto"))
     data = Data(run["data"], device)
     model, mask = load_trained(run, spec["weights"], data, spec["epochs"], device)
+    params = param_counts(model, mask)  # before the kind runs: what was analysed
     t0 = time.time()
     result = kind(model, mask, data, {k: v for k, v in a.items() if k not in COMMON}, **extra)
     if kind.arrays:
         _write_arrays(result.pop("arrays"), arrays_path(out))
-    result = {**result, "analysis": a, "run": run["name"], "weights": spec["weights"], "seconds": time.time() - t0}
+    # analyses run in fp32, contiguous, uncompiled on the run's device; the weights were trained in the run's numerics
+    numerics = {"trained": _summary_beside(spec["weights"]).get("numerics"),
+                "analysed": {"device": device.type, "precision": "fp32", "channels_last": False, "compile": False}}
+    result = {**result, "analysis": a, "run": run["name"], "weights": spec["weights"], "params": params,
+              "numerics": numerics, "seconds": time.time() - t0}
     if kind.needs_reference:
         result["reference"] = spec["reference"]
     _write_json(result, out)
     print(f"{out}: {a['kind']} in {result['seconds']:.1f}s")
     return result
+
+
+def param_counts(model, mask) -> dict:
+    """The analysed model's trainable parameters as summary.json counts them: non-zero ones (after the mask,
+    extras such as Skip's 1x1 conv + BN included), all, and the mask's kept entries (None without a mask).
+    An extra skip path whose gate is 0 (a ghost skip after its removal) is not computed, so it is left out."""
+    off = {id(p) for m in model.modules() if getattr(m, "has_extra_skip", False) and m.skip_gate == 0.0
+           for name in m.EXTRA_MODULES for p in getattr(m, name).parameters()}
+    live = [p for p in model.parameters() if p.requires_grad and id(p) not in off]
+    return {"nonzero": sum(int((p != 0).sum()) for p in live), "total": sum(p.numel() for p in live),
+            "masked_kept": mask.kept if len(mask) else None}
+
+
+def _summary_beside(weights: str) -> dict:
+    """The summary.json the job that wrote `weights` wrote beside them (a run, or a trajectory's re-run); {} if none."""
+    try:
+        with open(os.path.join(os.path.dirname(weights), "summary.json")) as f:
+            return json.load(f)
+    except OSError:
+        return {}
 
 
 def trajectory(spec: dict, out: str, threads: int = 1) -> dict:
@@ -114,7 +139,8 @@ def trajectory(spec: dict, out: str, threads: int = 1) -> dict:
     curves.update(summary["tweak_log"].get("curves", {}))  # logged by tweaks, e.g. DST's gradient flow at mask updates
     result = {"curves": curves, "milestones": spec["recipe"]["milestones"], "best_val_epoch": summary["best_val_epoch"],
               "steps_per_epoch": -(-len(r.data.split["train"][1]) // spec["recipe"]["batch_size"]),
-              "analysis": spec["monitor"], "run": spec["name"], "seconds": summary["train_seconds"]}
+              "analysis": spec["monitor"], "run": spec["name"], "seconds": summary["train_seconds"],
+              "params": summary.get("params"), "numerics": summary.get("numerics")}  # the re-run's own: it measures as it trains
     _write_json(result, out)
     return result
 

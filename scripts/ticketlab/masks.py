@@ -113,6 +113,12 @@ def target_removed(total: int, sparsity: float) -> int:
     return int(round(total * sparsity))
 
 
+def reference_removed(total: int, sparsity: float) -> int:
+    """The count of Synaptic-Flow's Pruner._global_mask (which ToST's pruners use): k = int((1.0 - density)
+    * total), a floor, with density = 1.0 - sparsity the fraction kept, the argument that code receives."""
+    return int((1.0 - (1.0 - sparsity)) * total)
+
+
 def magnitude_prune(weights: dict[str, torch.Tensor], sparsity: float, current: Mask | None = None,
                     scope: str = "global") -> Mask:
     """Remove the smallest-|w| weights among those still kept by `current` until exactly
@@ -125,8 +131,13 @@ def magnitude_prune(weights: dict[str, torch.Tensor], sparsity: float, current: 
     return _prune_scores({k: w.abs() for k, w in weights.items()}, current, sparsity)
 
 
-def _prune_scores(scores: dict[str, torch.Tensor], current: Mask, sparsity: float) -> Mask:
-    """Keep the highest scores among currently-kept entries so that exactly round(s*N) are removed."""
+def _prune_scores(scores: dict[str, torch.Tensor], current: Mask, sparsity: float, count: str = "round") -> Mask:
+    """Keep the highest scores among currently-kept entries.
+
+    count='round': exactly round(s*N) are removed, scores ranked in float32, ties broken by topk.
+    count='reference': the pruning-at-init rule of the released code (see _reference_prune)."""
+    if count == "reference":
+        return _reference_prune(scores, current, sparsity)
     names = list(scores)
     flat = torch.cat([scores[k].detach().flatten().float() for k in names])
     alive = torch.cat([current[k].flatten() for k in names])
@@ -141,6 +152,36 @@ def _prune_scores(scores: dict[str, torch.Tensor], current: Mask, sparsity: floa
         n = scores[k].numel()
         out[k] = keep[i:i + n].view_as(scores[k])
         i += n
+    return out
+
+
+def _reference_prune(scores: dict[str, torch.Tensor], current: Mask, sparsity: float) -> Mask:
+    """Synaptic-Flow's Pruner._global_mask, as ToST runs it: the threshold is the k-th smallest of ALL the
+    scores (k = reference_removed(N, s)) in their own dtype, and every score below it is removed; k < 1
+    leaves the mask as it is. The reference removes every score <= threshold, so ties there remove more
+    than k (weights that only ever see zero padding score exactly 0 on small inputs: at 20% on an 8x8
+    ResNet-18 it removes ~60%; Synaptic-Flow's prune_loop then refuses the mask). Here the tied entries
+    are removed only up to k (already removed ones first, then in order), so without ties at the threshold
+    the mask is the reference's and with them the count stays exact. That code ranks the removed entries
+    with the rest (SynFlow scores them 0, so they stay removed); one scoring above the threshold, which
+    the reference would revive, is an error."""
+    names = list(scores)
+    flat = torch.cat([scores[k].detach().flatten() for k in names])
+    alive = torch.cat([current[k].flatten() for k in names])
+    k = reference_removed(flat.numel(), sparsity)
+    if k < 1:
+        return Mask({n: current[n].clone() for n in names})
+    threshold = torch.kthvalue(flat, k).values
+    keep = flat > threshold
+    tied = flat == threshold
+    order = torch.cat([(tied & ~alive).nonzero().flatten(), (tied & alive).nonzero().flatten()])
+    keep[order[k - int((flat < threshold).sum()):]] = True  # the ties beyond the count stay
+    if bool((keep & ~alive).any()):
+        raise MaskError("reference ranking: a removed weight scores above the threshold and would be revived")
+    out, i = Mask(), 0
+    for n in names:
+        out[n] = keep[i:i + scores[n].numel()].view_as(scores[n])
+        i += scores[n].numel()
     return out
 
 

@@ -16,7 +16,7 @@ weights give level k+1's mask, so it runs once and serves both.
 """
 from __future__ import annotations
 
-from .config import REPO, snap
+from .config import REPO, ConfigError, snap
 from .catalog import entry
 from .defaults import FAST_DEFAULTS, MONITOR_DEFAULTS, imp_level, imp_sparsity
 
@@ -286,6 +286,40 @@ def artefact_variants(a: dict) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def demo_experiments(cfg, aid: str) -> list[str]:
+    """The experiments of artefact `aid` that read the bundled digits (the demo's stand-ins)."""
+    exps = cfg["experiments"]
+    return [e for e in cfg["artefacts"][aid].get("experiments", [])
+            if cfg["datasets"][exps[e]["dataset"]]["source"] == "digits"]
+
+
+def paper_configs_building(aid: str) -> list[str]:
+    """The paper configurations (config/paper/*.yaml) whose `targets` build artefact `aid`."""
+    import yaml
+
+    out = []
+    for p in sorted((REPO / "config" / "paper").glob("*.yaml")):
+        with open(p) as f:
+            if aid in (yaml.safe_load(f) or {}).get("targets", []):
+                out.append(str(p.relative_to(REPO)))
+    return out
+
+
+def check_scale(cfg, aid: str, where: str | None = None) -> None:
+    """Under a paper configuration (scale: paper) an artefact whose experiments read the digits is refused:
+    it would mix the demo's stand-ins into a paper-scale artefact (or be one). The error names the paper
+    configuration that builds it."""
+    demo = demo_experiments(cfg, aid) if cfg.get("scale") == "paper" else []
+    if not demo:
+        return
+    others, target = paper_configs_building(aid), artefact_files(cfg, aid)[0]
+    hint = (f"{' or '.join(others)} builds it at paper scale: snakemake {target} --configfile {others[0]}" if others
+            else "no configuration in config/paper/ builds it at paper scale")
+    raise ConfigError(f"config error at {where or 'artefacts.' + aid}: this is a paper configuration (scale: paper) "
+                      f"but it configures artefact {aid!r} at demo scale only (experiments {', '.join(demo)} read "
+                      f"the bundled digits); {hint}")
+
+
 def artefact_runs(cfg, aid: str) -> list[dict]:
     """One row per (experiment, mask, seed, sparsity, variant[, replica]) the artefact needs, with the
     path of the file it reads: the run's summary.json (default), its metrics.csv or its mask's report
@@ -293,6 +327,7 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
     is the configured (nominal) value, `exact` the run's. With `replicas: N` each variant stands for its N
     replicas (variant@o1..N, column replica); `replicas: {variant: N}` does so for the variants named only.
     A `rows` entry [mask, variant, experiment] shows that pair for that experiment only."""
+    check_scale(cfg, aid)
     a = cfg["artefacts"][aid]
     if a["kind"] in CONFIG_KINDS:
         return []

@@ -3,13 +3,20 @@
 Each method is registered with `@mask_method(name, weights=...)` and called as fn(ctx) -> Mask
 (see masks.PruneContext and jobs.make_mask). Sparsity is ALWAYS the fraction REMOVED. (The released
 ToST / Synaptic-Flow code passes the density kept under the name `sparsity`; do not copy that.)
-Every method removes exactly round(sparsity * total) weights: globally, or per layer for the
-layer-wise methods (random, l1, ratios_from), by ranking scores with masks._prune_scores.
+Counts, by ranking scores with masks._prune_scores:
+  - snip, grasp, synflow, random_global: the count and ranking of the released code ToST uses
+    (Synaptic-Flow's Pruner._global_mask): k = int((1.0 - density) * total) (a floor; density = 1.0 -
+    sparsity, for synflow each round's density), the scores ranked in their own dtype, every score below
+    the k-th smallest removed and ties at it up to k (the reference removes them all: see
+    masks._reference_prune). count='reference' in _prune_scores.
+  - the others (random per layer, magnitude_init, l1, ratios_from; IMP/OMP in masks.py): exactly
+    round(sparsity * total), globally or per layer for the layer-wise ones (random, l1, ratios_from).
 
 Settings (ctx.spec, defaults filled by the config schema; the same defaults apply here):
     batches      snip/grasp: training batches the scores are summed over (1)
     batch_size   snip/grasp: their size (256; make_mask draws the batches at this size)
-    bn_mode      snip/grasp: BatchNorm in 'train' mode (batch statistics, as GraSP's code) or 'eval' ('train')
+    bn_mode      snip/grasp: BatchNorm in 'train' mode (batch statistics, as GraSP's code and ToST's example)
+                 or 'eval' ('train'); synflow: the same choice, default 'eval' (see synflow_mask)
     temperature  grasp: the logits are divided by it (200, the released code's T)
     rounds       synflow: pruning rounds on the exponential schedule (100)
     source_mask  ratios_from: the mask set whose per-layer kept counts are reused (made by plan/jobs)
@@ -26,15 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .masks import Mask, MaskError, PruneContext, _prune_scores, magnitude_prune, mask_method, target_removed
+from .masks import (Mask, MaskError, PruneContext, _prune_scores, magnitude_prune, mask_method, reference_removed,
+                    target_removed)
 
 DEFAULTS = {"batches": 1, "batch_size": 256, "bn_mode": "train", "temperature": 200.0, "rounds": 100,
             "scope": "global"}
+SYNFLOW_DEFAULTS = {**DEFAULTS, "bn_mode": "eval"}  # see synflow_mask
 
 
-def _setting(ctx: PruneContext, key: str):
+def _setting(ctx: PruneContext, key: str, defaults: dict = DEFAULTS):
     v = ctx.spec.get(key)
-    return DEFAULTS[key] if v is None else v
+    return defaults[key] if v is None else v
 
 
 def _generator(ctx: PruneContext) -> torch.Generator:
@@ -62,6 +71,14 @@ def _data(ctx: PruneContext, method: str) -> list[tuple[torch.Tensor, torch.Tens
     return [ctx.batches() for _ in range(int(_setting(ctx, "batches")))]
 
 
+def _normalised(scores: dict[str, torch.Tensor], grasp: bool = False) -> dict[str, torch.Tensor]:
+    """The scores over their sum (SNIP) or |sum| + 1e-10 (GraSP), as the released code divides them before
+    ranking: the order stays, but the rounding can tie neighbouring scores."""
+    total = torch.cat([v.flatten() for v in scores.values()]).sum()
+    norm = total.abs() + 1e-10 if grasp else total
+    return {k: v / norm for k, v in scores.items()}
+
+
 def _layerwise(scores: dict[str, torch.Tensor], current: Mask, sparsity: dict[str, float] | float) -> Mask:
     """Keep the highest scores within each layer (each layer removes round(s_layer * n_layer))."""
     return Mask({k: _prune_scores({k: v}, Mask({k: current[k]}),
@@ -82,10 +99,11 @@ def random_mask(ctx: PruneContext) -> Mask:
 
 @mask_method("random_global", weights="init")
 def random_global_mask(ctx: PruneContext) -> Mask:
-    """Uniform random over all prunable weights together (layer densities vary by chance)."""
+    """Uniform random over all prunable weights together (layer densities vary by chance): the released
+    ToST / Synaptic-Flow `Rand` pruner (Gaussian scores ranked globally by _global_mask, its count)."""
     g = _generator(ctx)
-    scores = {k: torch.rand(w.shape, generator=g) for k, w in ctx.weights.items()}
-    return _prune_scores(scores, Mask.ones_like(ctx.weights), ctx.sparsity)
+    scores = {k: torch.randn(w.shape, generator=g) for k, w in ctx.weights.items()}
+    return _prune_scores(scores, Mask.ones_like(ctx.weights), ctx.sparsity, count="reference")
 
 
 @mask_method("ratios_from", weights="init")
@@ -100,9 +118,10 @@ def ratios_from_mask(ctx: PruneContext) -> Mask:
         raise MaskError(f"ratios_from: the source mask covers {sorted(src)}, the prunable weights are {sorted(ctx.weights)}")
     total = sum(w.numel() for w in ctx.weights.values())
     removed = total - src.kept
-    if removed != target_removed(total, ctx.sparsity):
+    counts = {target_removed(total, ctx.sparsity), reference_removed(total, ctx.sparsity)}  # either rule's source
+    if removed not in counts:
         raise MaskError(f"ratios_from: the source mask removes {removed}/{total} weights, but sparsity "
-                        f"{ctx.sparsity} removes {target_removed(total, ctx.sparsity)}")
+                        f"{ctx.sparsity} removes {' or '.join(map(str, sorted(counts)))}")
     g = _generator(ctx)
     scores = {k: torch.rand(w.shape, generator=g) for k, w in ctx.weights.items()}
     layer_s = {k: 1.0 - int(src[k].sum()) / src[k].numel() for k in ctx.weights}
@@ -146,8 +165,10 @@ def snip_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
 
 @mask_method("snip", weights="init")
 def snip_mask(ctx: PruneContext) -> Mask:
-    """SNIP (Lee et al. 2019): keep the globally highest connection sensitivities |g * w| at init."""
-    return _prune_scores(snip_scores(ctx), Mask.ones_like(ctx.weights), ctx.sparsity)
+    """SNIP (Lee et al. 2019): keep the globally highest connection sensitivities |g * w| at init
+    (the released code's count: see the module docstring)."""
+    scores = _normalised(snip_scores(ctx))
+    return _prune_scores(scores, Mask.ones_like(ctx.weights), ctx.sparsity, count="reference")
 
 
 # ----------------------------------------------------------------------------------------------- GraSP
@@ -180,8 +201,8 @@ def grasp_mask(ctx: PruneContext) -> Mask:
     S(-theta) = -theta ⊙ Hg, the weights with the HIGHEST S are REMOVED (removing them reduces the
     gradient norm least, or increases it); the mask keeps the lowest S. The Synaptic-Flow code (used by
     ToST) scores theta ⊙ Hg = -S and keeps its highest: the same mask ("temperature 200, keep highest")."""
-    scores = {k: -s for k, s in grasp_scores(ctx).items()}  # keep the highest -S = lowest S
-    return _prune_scores(scores, Mask.ones_like(ctx.weights), ctx.sparsity)
+    scores = _normalised({k: -s for k, s in grasp_scores(ctx).items()}, grasp=True)  # keep the highest -S = lowest S
+    return _prune_scores(scores, Mask.ones_like(ctx.weights), ctx.sparsity, count="reference")
 
 
 # --------------------------------------------------------------------------------------------- SynFlow
@@ -193,11 +214,11 @@ def _input_shape(ctx: PruneContext) -> tuple[int, ...]:
     return tuple(ctx.batches()[0].shape[1:])
 
 
-def _linearised(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """A float64 copy of `model`, BatchNorm in eval mode, every floating-point parameter and buffer
-    replaced by its absolute value (the copy is discarded afterwards, so no signs need restoring);
-    also returns the |theta| of its parameters, to re-apply under each round's mask."""
-    net = copy.deepcopy(model).double().eval()
+def _linearised(model: nn.Module, train: bool = False) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A float64 copy of `model`, BatchNorm in eval mode (train=False) or train mode, every floating-point
+    parameter and buffer replaced by its absolute value (the copy is discarded afterwards, so no signs need
+    restoring); also returns the |theta| of its parameters, to re-apply under each round's mask."""
+    net = copy.deepcopy(model).double().train(train)
     with torch.no_grad():
         for t in list(net.parameters()) + list(net.buffers()):
             if t.is_floating_point():
@@ -218,28 +239,35 @@ def _synflow_round(net, theta, names, mask, input_shape) -> dict[str, torch.Tens
             for k, g in zip(names, grads)}
 
 
-def synflow_scores(model: nn.Module, names: list[str], mask: Mask | None, input_shape) -> dict[str, torch.Tensor]:
+def synflow_scores(model: nn.Module, names: list[str], mask: Mask | None, input_shape,
+                   bn_mode: str = "eval") -> dict[str, torch.Tensor]:
     """|theta ⊙ dR/dtheta| with R = sum of the outputs for an all-ones input of shape (1, *input_shape),
-    on the linearised float64 copy of `model` (all parameters and buffers |.|, BN in eval mode) with
+    on the linearised float64 copy of `model` (all parameters and buffers |.|, BN in `bn_mode`) with
     the pruned weights of `mask` set to zero. Data-free."""
-    net, theta = _linearised(model)
+    net, theta = _linearised(model, bn_mode == "train")
     return _synflow_round(net, theta, names, mask, input_shape)
 
 
 @mask_method("synflow", weights="init")
 def synflow_mask(ctx: PruneContext) -> Mask:
-    """SynFlow (Tanaka et al. 2020), global, iterative: `rounds` rounds; after round k of n the density
-    is (1 - s)^(k/n) (the last round hits the sparsity exactly); each round re-scores with the current
-    mask applied and prunes among the weights still kept (the masks nest)."""
+    """SynFlow (Tanaka et al. 2020), global, iterative: `rounds` rounds n; round k re-scores with the
+    current mask applied and prunes to the density d^(k/n), d = 1 - sparsity (the last round: d), with the
+    released code's count and ranking (float64 scores ranked in float64; the masks nest, pruned weights
+    score 0).
+
+    bn_mode 'eval' by default: BN on its running statistics (at init mean 0, var 1, so BN is a fixed
+    affine map), Synaptic-Flow's default (prune_loop train_mode=False) and the SynFlow paper's.
+    'train' is what ToST's example.py passes to every pruner: BN then normalises with the statistics of
+    the single all-ones sample, which subtracts away every spatially constant activation (all of them
+    once the map is 1x1) and the flow through it; at 98% on an 8x8 ResNet-20 it empties whole layer1
+    blocks that eval mode keeps. Should every remaining weight score 0, the reference's threshold 0 would
+    remove them all; here ties at the threshold go only up to the count (masks._reference_prune)."""
     shape, names = _input_shape(ctx), list(ctx.weights)
-    n = int(_setting(ctx, "rounds"))
+    n = int(_setting(ctx, "rounds", SYNFLOW_DEFAULTS))
+    density = 1.0 - ctx.sparsity
     mask = Mask.ones_like(ctx.weights)
-    net, theta = _linearised(ctx.model)
+    net, theta = _linearised(ctx.model, _setting(ctx, "bn_mode", SYNFLOW_DEFAULTS) == "train")
     for k in range(1, n + 1):
-        s_k = ctx.sparsity if k == n else 1.0 - (1.0 - ctx.sparsity) ** (k / n)
         scores = _synflow_round(net, theta, names, mask, shape)
-        top = max(float(v.max()) for v in scores.values())
-        if top > 0 and torch.isfinite(torch.tensor(top)):  # rescale before _prune_scores' float32 ranking
-            scores = {key: v / top for key, v in scores.items()}
-        mask = _prune_scores(scores, mask, s_k)
+        mask = _prune_scores(scores, mask, 1.0 - density ** (k / n), count="reference")  # the reference's d^(k/n)
     return mask

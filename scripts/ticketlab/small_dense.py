@@ -10,6 +10,13 @@ factors around the target and the closer count wins. For narrow ResNets (e.g. op
 are then adjusted by up to `REFINE` channels each to the combination closest to the target (within 1%
 for the papers' networks at their IMP levels; tests/test_small_dense.py). Models are built on the
 meta device (no memory, no initialisation), so a search costs a few dozen to a few hundred constructions.
+
+Initialisation: the network found is built and initialised as any fresh run's (PyTorch's default), then
+the run's tweaks' on_init apply to it as to any other run. Seed 004's Small Dense follows its Appendix B.2
+("Glorot scaling in all of our initializations", scale 1, fan-in and fan-out averaged) through the same
+code as its other runs: the `sparse_init` tweak with method `dense` (N(0, 2 / (fan_in + fan_out)) per
+conv / linear weight over the narrowed layer's own fans, biases 0; the run has no mask, so nothing is
+masked). Seed 001's small-dense keeps PyTorch's default, as its other runs.
 """
 from __future__ import annotations
 

@@ -35,8 +35,13 @@ A run started again resumes from checkpoint.pt when the checkpoint was written f
 holds the position inside the epoch (the epoch's data-order state and the step), and the resumed run
 replays the epoch's batch draws up to it, so it continues exactly where it stopped.
 
-The mask is live: tweaks that override `after_backward` (dynamic sparse training, gradual pruning, RST)
-may change it during training; the checkpoint carries it, and the summary reports the final sparsity.
+The mask is live: tweaks that override `after_backward` (gradual pruning, RST: before the optimiser step)
+or `after_step` (dynamic sparse training: after the step, which was taken under the old mask) may change it
+during training; the checkpoint carries it, and the summary reports the final sparsity.
+summary.json also records what was trained: "params" = {"nonzero": trainable parameters that are non-zero in
+final.pt, tweak-added extras included; "total": trainable parameters in final.pt (after the tweaks' export,
+e.g. without ghost skips; buffers such as BN running statistics not counted); "masked_kept": weights the
+final live mask keeps, or null without a mask}, and "numerics" = the resolved device numerics (Fast.resolved).
 """
 from __future__ import annotations
 
@@ -357,6 +362,7 @@ class Run:
         self._remasked()
         self.step_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "on_train_step")]
         self.backward_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "after_backward")]
+        self.after_step_hooks = [t for t in self.tweaks if tweak_registry.overrides(t, "after_step")]
         self._setup_monitor()
         losses = [t.loss(self.ctx) for t in self.tweaks]
         losses = [f for f in losses if f is not None]
@@ -437,13 +443,24 @@ class Run:
                          "flow": self.flow, "mask": {k: m.cpu() for k, m in self.mask.items()}, "within": within},
                         self.ckpt_path)
 
-    def _save_weights(self, name: str, export: bool = False):
+    def _save_weights(self, name: str, export: bool = False) -> dict:
+        """Write the state dict (through the tweaks' export when asked) to `name`; returns what was written."""
         with self.timed("weights_writes"):
             state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}  # not channels-last
             if export:
                 for t in self.tweaks:
                     state = t.export(state)
             atomic_save(state, self.path(name))
+        return state
+
+    def _param_counts(self, state: dict) -> dict:
+        """summary.json "params": of the trainable parameters in the written state dict `state` (buffers
+        such as BN running statistics left out), how many are non-zero and how many there are; and how many
+        weights the live mask keeps (None without a mask)."""
+        trainable = {k for k, p in self.model.named_parameters() if p.requires_grad}
+        kept = [state[k] for k in state if k in trainable]
+        return {"nonzero": sum(int(torch.count_nonzero(v)) for v in kept), "total": sum(v.numel() for v in kept),
+                "masked_kept": self.mask.kept if self.mask else None}
 
     def train_epoch(self) -> tuple[float, float]:
         r, model = self.spec["recipe"], self.model
@@ -496,6 +513,10 @@ class Run:
             if self.masked:
                 with torch.no_grad():
                     torch._foreach_mul_([p for p, _ in self.masked], [m for _, m in self.masked])
+            if self.after_step_hooks:  # e.g. SET / RigL: the step above was taken under the old mask
+                before = {k: m.clone() for k, m in self.mask.items()}
+                if any([t.after_step(model, gstep, self.ctx) for t in self.after_step_hooks]):
+                    self._remasked(before)
             total += loss.detach().double() * len(y)
             correct += (out.argmax(1) == y).sum()
             n += len(y)
@@ -561,7 +582,7 @@ class Run:
         return self.finish(time.time() - t0)
 
     def finish(self, seconds: float) -> dict:
-        self._save_weights("final.pt", export=self.spec.get("export", True))
+        exported = self._save_weights("final.pt", export=self.spec.get("export", True))
         t_write = time.perf_counter()
         with open(self.path("metrics.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
@@ -575,7 +596,7 @@ class Run:
                    "test_acc_best_val": best["test_acc"], "test_acc_last": self.rows[-1]["test_acc"],
                    "test_loss_last": self.rows[-1]["test_loss"], "epochs": self.epoch - self.start_epoch,
                    "measured_sparsity": measured, "mask_sparsity": mask_sparsity, "train_seconds": seconds,
-                   "params": sum(p.numel() for p in self.model.parameters()),
+                   "params": self._param_counts(exported),
                    "tweak_log": self.ctx.log, "numerics": self.fast.resolved(self.compiled), "spec": self.spec}
         self.timing["summary_writes"] += time.perf_counter() - t_write  # up to here: the JSON write itself is tiny
         summary["timing"] = {k: round(v, 4) for k, v in self.timing.items()}

@@ -1,13 +1,18 @@
 """Tables and figures from run summaries. An artefact kind is a function registered in ARTEFACTS:
     fn(spec, tidy, paper, outputs) -> None
 `tidy` has one row per (sparsity, variant) with mean, std, n of the metric over seeds and the paper's
-value beside it; `paper` is the paper's values (columns sparsity [exact percent], printed, variant, value, source).
+value beside it, and what the runs were: params (non-zero trainable parameters at the end, extras such as
+Skip's dense 1x1 convs included; summary["params"]["nonzero"], mean over seeds) and numerics (device and
+precision, summary["numerics"]); `paper` is the paper's values (columns sparsity [exact percent], printed,
+variant, value, source). Every kind writes both into its CSV and says them in its .md / figure (params_line,
+params_tags, extra_tag, numerics_line).
 Kinds that show analyses of runs (Hessian, landscape, activations, trajectories) are registered in
 analyses.ANALYSIS_ARTEFACTS instead and read each run's analysis JSON (see build and analyses.py).
 A new table or figure is a config entry using an existing kind, or one small function here."""
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 
@@ -22,6 +27,107 @@ def label(cfg_variants: dict, name: str) -> str:
 
 
 KEYS = ["experiment", "mask", "sparsity", "variant"]
+PARAMS_SAME = 1e-3  # relative: counts this close are one model size (a weight or two that trained to exactly 0)
+
+
+def params_of(result: dict) -> float:
+    """A run's (summary.json) or analysed model's (analysis JSON) non-zero trainable parameters, extras
+    included; NaN for files written before they recorded it (an int `params` was the total, zeros included)."""
+    p = result.get("params")
+    return float(p["nonzero"]) if isinstance(p, dict) and p.get("nonzero") is not None else math.nan
+
+
+def numerics_label(n: dict | None) -> str:
+    """'cuda bf16', 'cpu fp32' (train.Fast.resolved), with channels_last / compiled where on; 'unknown' if not recorded."""
+    if not n:
+        return "unknown"
+    on = [name for name, key in (("channels_last", "channels_last"), ("compiled", "compile")) if n.get(key)]
+    return " ".join([n["device"], n["precision"]] + on)
+
+
+def numerics_of(result: dict) -> str:
+    """The numerics behind a file: a run summary's own; an analysis JSON's (jobs.analyse) {"trained", "analysed"}
+    as 'trained cuda bf16, analysed cuda fp32' (one label when they agree)."""
+    n = result.get("numerics")
+    if not n or "device" in n:
+        return numerics_label(n)
+    trained, analysed = numerics_label(n.get("trained")), numerics_label(n.get("analysed"))
+    return trained if trained == analysed else f"trained {trained}, analysed {analysed}"
+
+
+def joined(values) -> str:
+    """The distinct labels of a cell's seeds, e.g. 'cpu fp32 + cuda bf16' when they mix."""
+    return " + ".join(sorted(set(values)))
+
+
+def mean_of(values) -> float:
+    """Mean of the known values (NaN: not recorded), NaN when none is known."""
+    return float(pd.Series(list(values), dtype=float).mean())
+
+
+def numerics_line(tidy: pd.DataFrame) -> str:
+    """The .md line saying which numerics produced a table (several: how many cells each)."""
+    counts = tidy["numerics"].value_counts().sort_index() if "numerics" in tidy else pd.Series({"unknown": len(tidy)})
+    if len(counts) <= 1:
+        return f"Numerics: {counts.index[0]} (device and precision of the runs)." if len(counts) else "Numerics: no runs."
+    return ("Numerics: MIXED — " + "; ".join(f"{k} ({v} of {len(tidy)} rows)" for k, v in counts.items())
+            + "; per cell in the CSV's `numerics`.")
+
+
+def params_line(tidy: pd.DataFrame) -> str:
+    """The .md line saying what the params tags mean (or that the runs did not record their counts)."""
+    if "params" not in tidy or tidy["params"].isna().all():
+        return "Params: not recorded (results written before runs and analyses counted their parameters)."
+    return ("Params: non-zero trainable parameters at the end of the run, extras included (the CSV's `params`, "
+            "mean over seeds); [N params vs M] marks a run whose count differs from the plain run's, M (LTH on the same "
+            "mask and sparsity, else LTH on another mask at that sparsity), e.g. the dense 1x1 conv + BN paths of "
+            "Skip / AT.")
+
+
+def params_reference(tidy: pd.DataFrame) -> list[float]:
+    """Per row, the plain run's params beside it: the `lth` run of the same experiment, mask and sparsity;
+    else the fewest of the `lth` runs of that experiment and sparsity on other masks (e.g. Table A4's
+    LTH + AT row beside the other masks' LTH rows); else the fewest at its cell (extras only add)."""
+    if "params" not in tidy:
+        return [math.nan] * len(tidy)
+    plain = tidy[(tidy["variant"] == "lth") & tidy["params"].notna()]
+    cell = plain.groupby(["experiment", "mask", "sparsity"])["params"].min().to_dict()
+    same_sparsity = plain.groupby(["experiment", "sparsity"])["params"].min().to_dict()
+    fewest = tidy.groupby(["experiment", "mask", "sparsity"])["params"].min().to_dict()
+    return [cell.get((e, m, s), same_sparsity.get((e, s), fewest.get((e, m, s))))
+            for e, m, s in zip(tidy["experiment"], tidy["mask"], tidy["sparsity"])]
+
+
+def fmt_params(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
+
+
+def params_tag(p: float, ref: float) -> str:
+    """' [1.53M params vs 335.0k]' when a run's count differs from the plain run's; '' when equal or unknown."""
+    if any(x is None or math.isnan(x) for x in (p, ref)) or abs(p - ref) <= PARAMS_SAME * ref:
+        return ""
+    ours, plain = fmt_params(p), fmt_params(ref)
+    if ours == plain:  # close counts (a small-dense match): exact, so the difference shows
+        ours, plain = f"{p:,.0f}", f"{ref:,.0f}"
+    return f" [{ours} params vs {plain}]"
+
+
+def params_tags(tidy: pd.DataFrame) -> dict[tuple, str]:
+    """(experiment, mask, sparsity, variant) -> params_tag of that cell."""
+    refs = params_reference(tidy)
+    ps = tidy["params"] if "params" in tidy else [math.nan] * len(tidy)
+    return {tuple(r[k] for k in KEYS): params_tag(p, ref) for r, p, ref in zip(tidy.to_dict("records"), ps, refs)}
+
+
+def extra_tag(d: pd.DataFrame) -> str:
+    """For a figure's line (rows with params, params_plain): ' (+1.22M params)', the mean of what its runs
+    have more than the plain runs at the same points; '' when none."""
+    if "params" not in d or d["params"].isna().all():
+        return ""
+    extra, plain = (d["params"] - d["params_plain"]).mean(), d["params_plain"].mean()
+    if math.isnan(extra) or abs(extra) <= PARAMS_SAME * plain:
+        return ""
+    return f" ({'+' if extra > 0 else '−'}{fmt_params(abs(extra))} params)"
 
 
 def read_runs(rows: list[dict], metric: str) -> pd.DataFrame:
@@ -29,7 +135,8 @@ def read_runs(rows: list[dict], metric: str) -> pd.DataFrame:
     for r in rows:
         with open(r["path"]) as f:
             s = json.load(f)
-        records.append({**{k: r[k] for k in KEYS + ["seed", "exact"]}, "value": s[metric]})
+        records.append({**{k: r[k] for k in KEYS + ["seed", "exact"]}, "value": s[metric],
+                        "params": params_of(s), "numerics": numerics_of(s)})
     return pd.DataFrame.from_records(records)
 
 
@@ -78,6 +185,8 @@ def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str, sa
     tidy.insert(0, "artefact", aid)
     tidy.insert(5, "metric", metric)
     tidy["paper"] = [paper_at(paper, r, same) for r in tidy.to_dict("records")]
+    tidy["params"] = g["params"].mean().values  # equal over seeds unless a tweak's extras differ by seed
+    tidy["numerics"] = g["numerics"].agg(joined).values
     return tidy
 
 

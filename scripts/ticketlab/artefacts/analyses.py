@@ -3,7 +3,8 @@
 A kind here is fn(spec, results, paper, labels, outputs): `results` pairs each row of the artefact
 (experiment, mask, seed, sparsity, exact, variant) with the analysis JSON of that run; `labels` maps
 variant names to their labels. Tidy CSVs have one row per shown cell with mean, std (ddof 1, 0 for
-one seed) and n over seeds.
+one seed) and n over seeds, and the cell's params (non-zero trainable parameters of the analysed model,
+extras included; jobs.analyse) and numerics (the run's training and the analysis job's own, which is fp32).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..registry import Registry  # noqa: E402
-from . import PAPER_MATCH, paper_at  # noqa: E402
+from . import (PAPER_MATCH, extra_tag, joined, numerics_line, numerics_of, paper_at, params_line,  # noqa: E402
+               params_of, params_reference, params_tags)
 from .figures import save  # noqa: E402
 from .tables import _num  # noqa: E402
 
@@ -26,10 +28,18 @@ CELL = ["experiment", "mask", "sparsity", "variant"]
 
 
 def _stats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    g = df.groupby(keys, sort=False)["value"]
-    out = g.agg(mean="mean", std="std", n="count").reset_index()
+    g = df.groupby(keys, sort=False)
+    out = g["value"].agg(mean="mean", std="std", n="count").reset_index()
     out["std"] = out["std"].fillna(0.0)
+    if "params" in df:  # rows of runs (fields): the cell's params over seeds and its numerics
+        out["params"] = g["params"].mean().values
+        out["numerics"] = g["numerics"].agg(joined).values
     return out
+
+
+def fields(res: dict) -> dict:
+    """What a row's file says about the model behind it: params (NaN if not recorded) and numerics."""
+    return {"params": params_of(res), "numerics": numerics_of(res)}
 
 
 def _sp(s: float) -> str:
@@ -51,26 +61,43 @@ def _paper_value(paper: pd.DataFrame, row: dict, same: dict | None, single: bool
     return v
 
 
+def threshold_of(res: dict) -> float:
+    """The activations analysis's threshold (|a| <= it counts as zero); 0 (exact zeros) in results
+    written before the setting existed."""
+    return float(res.get("threshold", res.get("analysis", {}).get("threshold", 0.0)))
+
+
+def threshold_line(thresholds) -> str:
+    ts = sorted(set(thresholds))
+    what = lambda t: "exactly zero (a == 0)" if t == 0 else f"|a| <= {t:g}"  # noqa: E731
+    if len(ts) > 1:
+        return "Zero activations: MIXED definitions — " + "; ".join(what(t) for t in ts) + " (per cell in the CSV's `threshold`)."
+    return f"Zero activations: {what(ts[0])} (the analysis's `threshold`; 0 = exact zeros)."
+
+
 @ANALYSIS_ARTEFACTS.register("activation_table")
 def activation_table(spec, results, paper, labels, outputs):
-    """% exactly-zero activations per stage. rows_by sparsity (seed 000 Table A1: rows sparsity,
-    columns stage x variant, ours then the paper's) or variant (seed 002 Table 1: rows variant,
-    columns stage; one table per sparsity)."""
-    recs = [{**{k: r[k] for k in CELL + ["seed", "exact"]}, "stage": st, "value": v}
-            for r, res in results for st, v in res["stages"].items()]
+    """% zero activations (|a| <= the analysis's threshold) per stage. rows_by sparsity (seed 000 Table A1:
+    rows sparsity, columns stage x variant, ours then the paper's) or variant (seed 002 Table 1: rows
+    variant, columns stage; one table per sparsity)."""
+    recs = [{**{k: r[k] for k in CELL + ["seed", "exact"]}, "stage": st, "value": v, "threshold": threshold_of(res),
+             **fields(res)} for r, res in results for st, v in res["stages"].items()]
     order = list(dict.fromkeys(st for _, res in results for st in res.get("order", res["stages"])))
     runs = pd.DataFrame(recs)
     tidy = _stats(runs, CELL + ["stage"])
-    tidy["exact_sparsity"] = runs.groupby(CELL + ["stage"], sort=False)["exact"].first().values
+    g = runs.groupby(CELL + ["stage"], sort=False)
+    tidy["exact_sparsity"] = g["exact"].first().values
+    tidy["threshold"] = g["threshold"].max().values  # one analysis per cell: its seeds share the setting
     single = spec.get("rows_by", "sparsity") == "variant"
     same = spec.get("paper_experiments")
     tidy["paper"] = [_paper_value(paper, r, same, single) for r in tidy.to_dict("records")]
     tidy.insert(0, "artefact", spec["id"])
     tidy.to_csv(outputs[0], index=False)
     variants = _variants(spec, results)
+    tags = params_tags(tidy)
     lines = [f"# {spec.get('title', '')}".rstrip(), "",
-             "% of exactly-zero activation outputs per stage, ours mean ± std over seeds (n per cell in the CSV); "
-             "(paper) = the paper's value."]
+             "% of activation outputs counted as zero per stage, ours mean ± std over seeds (n per cell in the CSV); "
+             "(paper) = the paper's value.", threshold_line(runs["threshold"]), params_line(tidy), numerics_line(tidy)]
     groups = list(tidy.groupby(["experiment", "mask"], sort=False))
     for (e, m), sub in groups:
         cell = sub.set_index(["sparsity", "variant", "stage"])
@@ -81,12 +108,14 @@ def activation_table(spec, results, paper, labels, outputs):
             for s in sorted(sub["sparsity"].unique()):
                 note = f"; the paper's table is at {ps[0]:.2f}%" if len(ps) == 1 and abs(ps[0] - 100 * s) > PAPER_MATCH else ""
                 head = ["Activation"] + [h for st in order for h in (f"{st} (ours)", f"{st} (paper)")]
-                body = [[labels.get(v, v)] + [x for st in order for x in _cell(cell, (s, v, st))] for v in variants]
+                body = [[labels.get(v, v) + tags.get((e, m, s, v), "")] + [x for st in order for x in _cell(cell, (s, v, st))]
+                        for v in variants]
                 lines += ["", f"Sparsity {_sp(s)} (ours){note}.", ""] + _md(head, body)
         else:
             head = ["Sparsity"] + [h for st in order for v in variants
                                    for h in (f"{st} {labels.get(v, v)} (ours)", "(paper)")]
-            body = [[_sp(s)] + [x for st in order for v in variants for x in _cell(cell, (s, v, st))]
+            body = [[_sp(s) + "".join(f" {labels.get(v, v)}{tags[e, m, s, v]}" for v in variants if tags.get((e, m, s, v)))]
+                    + [x for st in order for v in variants for x in _cell(cell, (s, v, st))]
                     for s in sorted(sub["sparsity"].unique())]
             lines += [""] + _md(head, body)
     with open(outputs[1], "w") as f:
@@ -114,10 +143,11 @@ def analysis_sparsity(spec, results, paper, labels, outputs):
         if not isinstance(res.get(field), (int, float)):
             scalars = sorted(k for k, x in res.items() if isinstance(x, (int, float)))
             raise KeyError(f"{r['path']}: no scalar {field!r} (has {scalars})")
-    recs = [{**{k: r[k] for k in CELL + ["seed"]}, "value": res[field]} for r, res in results]
+    recs = [{**{k: r[k] for k in CELL + ["seed"]}, "value": res[field], **fields(res)} for r, res in results]
     tidy = _stats(pd.DataFrame(recs), CELL)
     tidy.insert(0, "artefact", spec["id"])
     tidy.insert(5, "field", field)
+    tidy["params_plain"] = params_reference(tidy)
     tidy.to_csv(outputs[2], index=False)
     xs = sorted(tidy["sparsity"].unique())
     variants = _variants(spec, results)
@@ -126,17 +156,18 @@ def analysis_sparsity(spec, results, paper, labels, outputs):
     for i, v in enumerate(variants):
         d = tidy[tidy["variant"] == v].set_index("sparsity").reindex(xs)
         pos = np.arange(len(xs))
+        lab = labels.get(v, v) + extra_tag(d)
         if spec.get("style") == "bars":
             ax.bar(pos + (i - (len(variants) - 1) / 2) * width, d["mean"], width, yerr=d["std"],
-                   label=labels.get(v, v), color=f"C{i}", capsize=2)
+                   label=lab, color=f"C{i}", capsize=2)
         else:
-            ax.errorbar(pos, d["mean"], yerr=d["std"], fmt="o-", ms=3, capsize=2, label=labels.get(v, v), color=f"C{i}")
+            ax.errorbar(pos, d["mean"], yerr=d["std"], fmt="o-", ms=3, capsize=2, label=lab, color=f"C{i}")
     ax.set_xticks(range(len(xs)), [f"{100 * s:.0f}" for s in xs])
     ax.set_xlabel("sparsity (%)")
     ax.set_ylabel(field.replace("_", " "))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(tidy))
 
 
 def _curves(results, names) -> pd.DataFrame:
@@ -147,8 +178,11 @@ def _curves(results, names) -> pd.DataFrame:
                 raise KeyError(f"{r['path']}: no curve {name!r} (has {sorted(res.get('curves', {}))}); "
                                "was it measured (the analysis settings)?")
             c = res["curves"][name]
-            recs += [{**{k: r[k] for k in CELL + ["seed"]}, "curve": name, "x": x, "value": y} for x, y in zip(c["x"], c["y"])]
-    return _stats(pd.DataFrame(recs), CELL + ["curve", "x"])
+            recs += [{**{k: r[k] for k in CELL + ["seed"]}, "curve": name, "x": x, "value": y, **fields(res)}
+                     for x, y in zip(c["x"], c["y"])]
+    tidy = _stats(pd.DataFrame(recs), CELL + ["curve", "x"])
+    tidy["params_plain"] = params_reference(tidy)
+    return tidy
 
 
 @ANALYSIS_ARTEFACTS.register("curve_lines")
@@ -175,7 +209,8 @@ def curve_lines(spec, results, paper, labels, outputs):
                 for i, v in enumerate(variants):
                     d = tidy[(tidy["variant"] == v) & (tidy["curve"] == name) & (tidy["sparsity"] == s)].sort_values("x")
                     style = "--" if side else "-"
-                    a.plot(d["x"], d["mean"], style, color=f"C{i}", label=f"{labels.get(v, v)}" + (f" ({name})" if len(group) > 1 else ""))
+                    a.plot(d["x"], d["mean"], style, color=f"C{i}", label=labels.get(v, v) + extra_tag(d)
+                           + (f" ({name})" if len(group) > 1 else ""))
                     if (d["n"] > 1).any():
                         a.fill_between(d["x"], d["mean"] - d["std"], d["mean"] + d["std"], color=f"C{i}", alpha=0.15)
                     best = [res.get("best_val_epoch") for r, res in results if r["variant"] == v and r["sparsity"] == s]
@@ -197,7 +232,7 @@ def curve_lines(spec, results, paper, labels, outputs):
                 handles, labs = handles + h, labs + lab
             ax.legend(handles, labs, fontsize=6)
             ax.grid(alpha=0.3)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(tidy))
 
 
 @ANALYSIS_ARTEFACTS.register("landscape")
@@ -214,7 +249,8 @@ def landscape(spec, results, paper, labels, outputs):
         for j, yv in enumerate(ys):
             for i, xv in enumerate(res["x"]):
                 idx = (j, i) if res["dims"] == 2 else (i,)
-                recs.append({**{k: r[k] for k in CELL + ["seed"]}, "x": xv, "y": yv, "loss": loss[idx], "acc": acc[idx]})
+                recs.append({**{k: r[k] for k in CELL + ["seed"]}, "x": xv, "y": yv, "loss": loss[idx], "acc": acc[idx],
+                             **fields(res)})
     tidy = pd.DataFrame(recs)
     tidy.insert(0, "artefact", spec["id"])
     tidy.to_csv(outputs[2], index=False)
@@ -224,6 +260,9 @@ def landscape(spec, results, paper, labels, outputs):
     shown = {}  # (sparsity, variant) -> (seed, result): the first row of each cell
     for r, res in results:
         shown.setdefault((r["sparsity"], r["variant"]), (r["seed"], res))
+    models = pd.DataFrame([{**{k: r[k] for k in CELL}, "params": params_of(res)} for r, res in results])
+    models = models.groupby(CELL, sort=False)["params"].mean().reset_index()
+    tags = params_tags(models)
     clamp = spec.get("clamp")
 
     def display(res):
@@ -265,8 +304,9 @@ def landscape(spec, results, paper, labels, outputs):
                 ax.plot([0], [0], "r+", ms=6)  # the trained weights
                 fig.colorbar(cs, ax=ax, fraction=0.046, format="%.3g")
             where = f", {_sp(s)}" if len(sps) > 1 else ""
-            ax.set_title(f"{labels.get(v, v)}{where} (seed {seed})", fontsize=8)
+            tag = next((t for k, t in tags.items() if k[2:] == (s, v) and t), "")
+            ax.set_title(f"{labels.get(v, v)}{where} (seed {seed}){tag}", fontsize=8)
     seeds = sorted({seed for seed, _ in shown.values()})
     note = f"one model each: seed {', '.join(map(str, seeds))}" + (f"; loss clamped at {clamp:g}" if clamp is not None else "")
     title = f"{spec['title']} ({note})" if spec.get("title") else note
-    save(fig, {**spec, "title": title}, outputs)
+    save(fig, {**spec, "title": title}, outputs, numerics_line(tidy))

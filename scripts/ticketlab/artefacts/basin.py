@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analyses import ANALYSIS_ARTEFACTS, _md, _paper_value  # noqa: E402
+from . import joined, mean_of, numerics_line, params_line, params_tags  # noqa: E402
+from .analyses import ANALYSIS_ARTEFACTS, _md, _paper_value, fields  # noqa: E402
 from .figures import save  # noqa: E402
 
 INTERVAL = 0.8  # Fig. 5: mean with 80% confidence intervals over the runs
@@ -111,7 +112,12 @@ def ensemble_table(spec, results, paper, labels, outputs):
     first seed, that run itself left out (5 Diff. Pruned: the 4 others, as the paper's footnote)."""
     same = spec.get("paper_experiments")
     recs, lines = [], []
-    for (e, m, s, v), members in _groups(spec, results).items():
+    groups = _groups(spec, results)
+    models = pd.DataFrame([{"experiment": e, "mask": m, "sparsity": s, "variant": v,
+                            "params": mean_of(fields(res)["params"] for _, res in members)}
+                           for (e, m, s, v), members in groups.items()])
+    tags = params_tags(models) if len(models) else {}
+    for (e, m, s, v), members in groups.items():
         ref_row = _reference_row(spec, results, members[0][0]["seed"])
         ref = _arrays(ref_row) if ref_row else None
         arrays = [_arrays(r) for r, _ in members]
@@ -123,18 +129,22 @@ def ensemble_table(spec, results, paper, labels, outputs):
                               [ref_row is not None and r["path"] == ref_row["path"] for r, _ in members])
         label = _label(spec, labels, e, v)
         row = {"experiment": e, "mask": m, "sparsity": s, "variant": v}
-        cells = [label]
+        info = [fields(res) for _, res in members]
+        run = {"params": mean_of(i["params"] for i in info),
+               "numerics": joined(i["numerics"] for i in info)}
+        cells = [label + tags.get((e, m, s, v), "")]
         for metric, (_, digits) in METRICS.items():
             st = stats[metric]
             theirs = _paper(paper, {**row, "stage": metric}, same)
             theirs_std = _paper(paper, {**row, "stage": f"{metric}_std"}, same)
             recs.append({"artefact": spec["id"], **row, "label": label, "metric": metric, **st, "paper": theirs,
-                         "paper_std": theirs_std})
+                         "paper_std": theirs_std, **run})
             cells += [_cell(st["mean"], st["std"], st["n"], digits),
                       _cell(theirs, 0.0 if math.isnan(theirs_std) else theirs_std,
                             1 if math.isnan(theirs_std) else 2, digits)]
         lines.append(cells)
-    pd.DataFrame(recs).to_csv(outputs[0], index=False)
+    tidy = pd.DataFrame(recs)
+    tidy.to_csv(outputs[0], index=False)
     head = ["Initialization"] + [h for name, _ in METRICS.values() for h in (f"{name} (ours)", "(paper)")]
     sps = sorted({r["sparsity"] for r, _ in results if r["mask"] != "dense"})
     where = ", ".join(f"{100 * s:.2f}%" for s in sps)
@@ -144,7 +154,7 @@ def ensemble_table(spec, results, paper, labels, outputs):
             "differently, mean over all pairs; Disagree. w/ Pruned: the same against the pruning solution "
             f"({labels.get(spec.get('baseline'), spec.get('baseline'))} of the row's first seed), the run itself "
             "left out. Ours: mean ± std (ddof 1) over the runs (over the pairs for Disagree.); n per cell in the CSV.",
-            ""] + _md(head, lines)
+            params_line(tidy), numerics_line(tidy), ""] + _md(head, lines)
     with open(outputs[1], "w") as f:
         f.write("\n".join(text) + "\n")
 
@@ -190,12 +200,16 @@ def basin_figure(spec, results, paper, labels, outputs):
     variants = spec["variants"]
     cells = sorted({(r["experiment"], r["mask"], r["sparsity"]) for r, _ in results},
                    key=lambda c: (spec["experiments"].index(c[0]), c[2]))
-    recs = []
+    recs, runs = [], {}  # runs: (experiment, mask, sparsity, variant) -> params and numerics of its runs
     fig, axes = plt.subplots(len(cells), 3, figsize=(13.5, 3.9 * len(cells)), squeeze=False)
     for (e, m, s), (ax_mds, ax_tab, ax_path) in zip(cells, axes):
         rows = {v: [(r, res) for r, res in results if (r["experiment"], r["mask"], r["sparsity"], r["variant"]) == (e, m, s, v)]
                 for v in variants}
         cell = {"experiment": e, "mask": m, "sparsity": s}
+        for v in variants:
+            info = [fields(res) for _, res in rows[v]]
+            runs[(e, m, s, v)] = {"params": mean_of(i["params"] for i in info),
+                                  "numerics": joined(i["numerics"] for i in info)}
         # (a) MDS of every start and end point and each distinct reference
         tags, points, refs = [], [], {}
         for v in variants:
@@ -253,6 +267,9 @@ def basin_figure(spec, results, paper, labels, outputs):
         ax_path.legend(fontsize=6)
         ax_path.grid(alpha=0.3)
     out = pd.DataFrame(recs)
+    keys = list(zip(out["experiment"], out["mask"], out["sparsity"], out["variant"]))
+    out["params"] = [runs.get(k, {}).get("params", np.nan) for k in keys]  # the reference's rows: NaN
+    out["numerics"] = [runs.get(k, {}).get("numerics", "") for k in keys]
     out.insert(0, "artefact", spec["id"])
     out.to_csv(outputs[2], index=False)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(out[out["variant"].isin(variants)]))

@@ -13,6 +13,9 @@ layer_sparsity (reads: mask) the sparsity of every covered layer, in the network
 """
 from __future__ import annotations
 
+import json
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -20,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from . import ARTEFACTS  # noqa: E402
+from . import ARTEFACTS, extra_tag, numerics_line, params_reference  # noqa: E402
 from .analyses import ANALYSIS_ARTEFACTS, _sp, _stats, curve_lines  # noqa: E402
 from .figures import legend_with_paper, save  # noqa: E402
 
@@ -39,6 +42,7 @@ def series_points(spec: dict, tidy: pd.DataFrame) -> pd.DataFrame:
 def series_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Mean ± std over seeds against the position in each series; the paper's values, where it gives
     them, as hollow markers on the right-hand axis (its own scale, as sparsity_lines)."""
+    tidy["params_plain"] = params_reference(tidy)
     points = series_points(spec, tidy)
     points.to_csv(outputs[2], index=False)
     panels = list(points.groupby(["experiment", "sparsity"], sort=True))
@@ -50,7 +54,7 @@ def series_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: l
             if line.empty:
                 continue
             ax.errorbar(line["x"], line["mean"], yerr=line["std"], fmt="o-", ms=3, capsize=2, color=f"C{i}",
-                        label=entry["label"])
+                        label=entry["label"] + extra_tag(line))
             if axp is not None and line["paper"].notna().any():
                 axp.plot(line["x"], line["paper"], "o:", mfc="none", color=f"C{i}", lw=0.8, ms=4,
                          label=f"{entry['label']}, paper")
@@ -59,7 +63,7 @@ def series_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: l
         ax.set_ylabel(spec["metric"].replace("_", " ") + " (%)")
         ax.set_title(f"{spec.get('experiment_labels', {}).get(e, e)}, sparsity {_sp(s)}", fontsize=8)
         legend_with_paper(ax, axp)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(points))
 
 
 def epoch_curves(metrics: pd.DataFrame, names: list[str], path: str) -> dict:
@@ -74,21 +78,38 @@ def epoch_curves(metrics: pd.DataFrame, names: list[str], path: str) -> dict:
             "best_val_epoch": int(best["epoch"]), "milestones": drops}
 
 
+def beside(path: str) -> dict:
+    """params and numerics of the run whose metrics.csv is `path`: from the summary.json the same training
+    job writes beside it (not an input of the artefact rule, but never older than the metrics); {} if absent."""
+    try:
+        with open(os.path.join(os.path.dirname(path), "summary.json")) as f:
+            s = json.load(f)
+    except OSError:
+        return {}
+    return {k: s[k] for k in ("params", "numerics") if k in s}
+
+
 @ANALYSIS_ARTEFACTS.register("epoch_lines")
 def epoch_lines(spec, results, paper, labels, outputs):
-    """Per-epoch metrics of the runs (`show`), mean ± std over seeds, one panel per sparsity."""
-    curve_lines(spec, [(r, epoch_curves(m, spec["show"], r["path"])) for r, m in results], paper, labels, outputs)
+    """Per-epoch metrics of the runs (`show`), mean ± std over seeds, one panel per sparsity; params and
+    numerics from each run's summary.json beside its metrics.csv."""
+    curve_lines(spec, [(r, {**epoch_curves(m, spec["show"], r["path"]), **beside(r["path"])}) for r, m in results],
+                paper, labels, outputs)
 
 
 @ANALYSIS_ARTEFACTS.register("layer_sparsity")
 def layer_sparsity(spec, results, paper, labels, outputs):
     """Sparsity (%) of each covered layer from the masks' reports, mean ± std over seeds, against the
-    layer's position (1 = the first covered layer); one line per sparsity."""
+    layer's position (1 = the first covered layer); one line per sparsity. Rows are masks' layers, not runs:
+    no params column (a mask's kept count is not a run's parameters when a tweak adds dense extras); the
+    CSV's `kept` is the layer's kept weights. Mask reports record no numerics."""
     recs = [{"experiment": r["experiment"], "mask": r["mask"], "sparsity": r["sparsity"], "seed": r["seed"],
-             "layer": i, "name": name, "value": 100.0 * (1.0 - layer["density"])}
+             "layer": i, "name": name, "value": 100.0 * (1.0 - layer["density"]), "kept": layer.get("kept")}
             for r, rep in results for i, (name, layer) in enumerate(rep["layers"].items(), start=1)]
     runs = pd.DataFrame(recs).drop_duplicates(["experiment", "mask", "sparsity", "seed", "layer"])
     tidy = _stats(runs, ["experiment", "mask", "sparsity", "layer", "name"])
+    tidy["kept"] = runs.groupby(["experiment", "mask", "sparsity", "layer", "name"], sort=False)["kept"].mean().values
+    tidy["numerics"] = "not recorded (mask reports)"
     tidy.insert(0, "artefact", spec["id"])
     tidy.to_csv(outputs[2], index=False)
     panels = list(tidy.groupby(["experiment", "mask"], sort=False))
@@ -106,4 +127,4 @@ def layer_sparsity(spec, results, paper, labels, outputs):
         ax.set_title(f"{spec.get('experiment_labels', {}).get(e, e)}, {spec.get('mask_labels', {}).get(m, m)}", fontsize=8)
         ax.legend(title="overall", fontsize=6, title_fontsize=6)
         ax.grid(alpha=0.3)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, "Masks' per-layer sparsity (kept weights in the CSV); not the trained runs' parameters.")

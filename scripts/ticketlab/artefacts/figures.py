@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import ARTEFACTS  # noqa: E402
+from . import ARTEFACTS, extra_tag, numerics_line, params_reference  # noqa: E402
 
 
 def crossing(tidy: pd.DataFrame, first: str, second: str) -> float | None:
@@ -26,8 +26,10 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
     """One panel per `panels` entry: mean ± std over seeds against sparsity (evenly spaced like the
     papers' axes); the dense value of each variant as a dashed line; the paper's values, where the
     paper gives them, as hollow markers on the right-hand axis (its own scale: the demo's dataset
-    is not the paper's); optional critical-sparsity marker."""
+    is not the paper's); optional critical-sparsity marker. A variant whose runs have more parameters
+    than the plain ones says how many more in its legend entry."""
     panels = spec.get("panels") or [{"variants": spec["variants"]}]
+    tidy["params_plain"] = params_reference(tidy)
     tidy.to_csv(outputs[2], index=False)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     xs = sorted(s for s in tidy["sparsity"].unique() if s > 0)
@@ -39,7 +41,7 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
         for i, v in enumerate(panel["variants"]):
             color = f"C{i}"
             d = shown[shown["variant"] == v].sort_values("sparsity")
-            lab = d["label"].iloc[0]
+            lab = d["label"].iloc[0] + extra_tag(d)
             dense, sparse = d[d["sparsity"] == 0], d[d["sparsity"] > 0]
             x = [pos[s] for s in sparse["sparsity"]]
             ax.plot(x, sparse["mean"], "o-", color=color, label=lab, ms=3)
@@ -57,7 +59,7 @@ def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
         ax.set_ylabel(spec["metric"].replace("_", " ") + " (%)")
         ax.set_title(panel.get("title", ""))
         legend_with_paper(ax, axp)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(tidy))
 
 
 def legend_with_paper(ax, axp) -> None:
@@ -71,11 +73,14 @@ def legend_with_paper(ax, axp) -> None:
     ax.grid(alpha=0.3)
 
 
-def save(fig, spec: dict, outputs: list[str]) -> None:
-    """Title, layout, png (150 dpi) and pdf (outputs[0], outputs[1]); closes the figure."""
+def save(fig, spec: dict, outputs: list[str], note: str | None = None) -> None:
+    """Title, layout, an optional footnote (e.g. the numerics line), png (150 dpi) and pdf (outputs[0],
+    outputs[1]); closes the figure."""
     if spec.get("title"):
         fig.suptitle(spec["title"], fontsize=10)
-    fig.tight_layout()
+    if note:
+        fig.text(0.005, 0.005, note, fontsize=6, ha="left", va="bottom", color="0.3")
+    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
     for out in outputs[:2]:
         fig.savefig(out, dpi=150)
     plt.close(fig)

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import ARTEFACTS  # noqa: E402
+from . import ARTEFACTS, extra_tag, joined, numerics_line, params_reference, params_tag  # noqa: E402
 from .analyses import ANALYSIS_ARTEFACTS, _curves, _md, _sp  # noqa: E402
 from .curves import series_points  # noqa: E402
 from .figures import save  # noqa: E402
@@ -62,7 +62,7 @@ def _series(spec: dict, tidy: pd.DataFrame) -> pd.DataFrame:
         if len(s["points"]) != 1:
             raise ValueError(f"artefact {spec.get('id', '')}: series {s['label']!r} of kind {spec['kind']} "
                              f"takes one [mask, variant] point (its line runs over learning rates or sparsities)")
-    return series_points(spec, with_setup(spec, tidy)).drop(columns="x")
+    return series_points(spec, with_setup(spec, tidy.assign(params_plain=params_reference(tidy)))).drop(columns="x")
 
 
 def _band(ax, x, line, color, style="o-", label=None):
@@ -88,7 +88,7 @@ def lr_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[
                 line = here[here["series"] == entry["label"]].sort_values("lr")
                 if not line.empty:
                     _band(ax, line["lr"], line, f"C{i}", "o--" if line["mask"].iloc[0] == "dense" else "o-",
-                          entry["label"])
+                          entry["label"] + extra_tag(line))
             lrs = sorted(here["lr"].unique())
             ax.set_xscale("log")
             ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
@@ -98,7 +98,7 @@ def lr_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[
             ax.set_title(f"{group_label(spec, g)}, sparsity {_sp(s)}", fontsize=8)
             ax.legend(fontsize=6)
             ax.grid(alpha=0.3)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(d))
 
 
 @ARTEFACTS.register("remaining_lines")
@@ -119,9 +119,9 @@ def remaining_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs
             if line.empty:
                 continue
             if (line["mask"] == "dense").all():
-                ax.axhline(line["mean"].iloc[0], ls="--", color=f"C{i}", lw=1, label=entry["label"])
+                ax.axhline(line["mean"].iloc[0], ls="--", color=f"C{i}", lw=1, label=entry["label"] + extra_tag(line))
             else:
-                _band(ax, [pos[s] for s in line["sparsity"]], line, f"C{i}", label=entry["label"])
+                _band(ax, [pos[s] for s in line["sparsity"]], line, f"C{i}", label=entry["label"] + extra_tag(line))
         ax.set_xticks(range(len(xs)), [f"{100 * (1 - s):.1f}" for s in xs])
         ax.set_xlabel("remaining weights (%)")
         ax.set_ylabel(spec["metric"].replace("_", " ") + " (%)")
@@ -129,7 +129,7 @@ def remaining_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs
                      f"lr {recipe_of(spec['setup'], e)['lr']:g}", fontsize=8)
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(d))
 
 
 # ------------------------------------------------------------------------------------------- jackpot
@@ -155,6 +155,13 @@ def _best(cells: pd.DataFrame) -> tuple[float, float]:
         return math.nan, math.nan
     top = cells.loc[cells["mean"].idxmax()]
     return float(top["mean"]), float(top["lr"])
+
+
+def _best_params(cells: pd.DataFrame) -> float:
+    """The params of the best learning rate's cell (as _best picks it); NaN without cells or counts."""
+    if cells.empty or "params" not in cells:
+        return math.nan
+    return float(cells.loc[cells["mean"].idxmax(), "params"])
 
 
 def _holds(x: float, threshold: float) -> bool | None:
@@ -209,9 +216,12 @@ def jackpot(spec: dict, tidy: pd.DataFrame) -> pd.DataFrame:
                  "c4": _holds((same_lr["mean"] - same_lr["mean_pre"]).max() if not same_lr.empty else math.nan,
                               -st["similar"]),
                  "c5": _holds(a_lt - a_pre, -st["similar"])}
+            used = pd.concat([pre, lt, rr, sd])
             rows.append({"group": g, "mask": m, "sparsity": s, "exact_sparsity": cell["exact_sparsity"].iloc[0],
                          "ticket": t, "a_pre": a_pre, "lr_pre": lr_pre, "a_lt": a_lt, "lr_lt": lr_lt,
-                         "a_rr": a_rr, "lr_rr": lr_rr, "a_sd": a_sd, "lr_sd": lr_sd, **c,
+                         "a_rr": a_rr, "lr_rr": lr_rr, "a_sd": a_sd, "lr_sd": lr_sd,
+                         **{f"params_{x}": _best_params(d) for x, d in (("pre", pre), ("lt", lt), ("rr", rr), ("sd", sd))},
+                         "numerics": joined(used["numerics"]) if "numerics" in used else "unknown", **c,
                          "appendix_c": _all([c["c5"], c["c2"], c["c3"]]), "jackpot": _all(list(c.values())),
                          "n_seeds": int(lt["n"].min()), **st})
     return pd.DataFrame(rows)
@@ -259,12 +269,16 @@ def jackpot_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: 
              "① non-trivial sparsity, ticket epochs <= T; ② A_LT − A_SD clear gap; ③ A_LT − A_RR clear gap (RR at any "
              "LR); ④ ticket similar or higher than PRE at the same LR, for some LR; ⑤ A_LT similar or higher than "
              "A_PRE. Appendix C (A_LT ≈ A_PRE, > A_SD, > A_RR) = ⑤ ∧ ② ∧ ③. Jackpot = ① to ⑤. "
-             "Paper: Appendix F.2's verdict for the network/dataset.", ""]
+             "Paper: Appendix F.2's verdict for the network/dataset.",
+             "Params: non-zero trainable parameters at the end of each A's run (the CSV's params_pre / _lt / _rr / _sd); "
+             "[N params vs M] marks an A_RR or A_SD run whose count differs from the ticket's (A_PRE is the dense network).",
+             numerics_line(table) if len(table) else "Numerics: no runs.", ""]
     head = ["Network / dataset", "Mask", "Sparsity", "Ticket", "A_PRE", "A_LT", "A_RR", "A_SD",
             "①", "②", "③", "④", "⑤", "App. C", "Jackpot (ours)", "Jackpot (paper)"]
     body = [[group_label(spec, r["group"]), masks.get(r["mask"], r["mask"]), _sp(r["sparsity"]),
              labels.get(r["ticket"], r["ticket"])]
-            + [f"{_num(r[a])} ({r[lr]:g})" if not math.isnan(r[a]) else "–"
+            + [f"{_num(r[a])} ({r[lr]:g})" + (params_tag(r[f"params_{a[2:]}"], r["params_lt"]) if a in ("a_rr", "a_sd") else "")
+               if not math.isnan(r[a]) else "–"
                for a, lr in (("a_pre", "lr_pre"), ("a_lt", "lr_lt"), ("a_rr", "lr_rr"), ("a_sd", "lr_sd"))]
             + [_mark(r[c]) for c in ("c1", "c2", "c3", "c4", "c5", "appendix_c", "jackpot")] + [r["paper"]]
             for r in table.to_dict("records")]
@@ -298,14 +312,15 @@ def correlation_lines(spec, results, paper, labels, outputs):
             line = here[here["series"] == entry["label"]].sort_values("x")
             if not line.empty:
                 s = line["sparsity"].iloc[0]
-                _band(ax, line["x"], line, f"C{i}", label=entry["label"] + (f" ({_sp(s)})" if s > 0 else ""))
+                _band(ax, line["x"], line, f"C{i}",
+                      label=entry["label"] + (f" ({_sp(s)})" if s > 0 else "") + extra_tag(line))
         ax.set_xlabel("p (top-p fraction of the remaining weights, per layer)")
         ax.set_ylabel("R_p (initial vs trained)")
         setup = spec["setup"]
         ax.set_title(f"{group_label(spec, group_of(setup, e))}, lr {recipe_of(setup, e)['lr']:g}", fontsize=8)
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
-    save(fig, spec, outputs)
+    save(fig, spec, outputs, numerics_line(tidy))
 
 
 # ------------------------------------------------------------------------------------ Table E.1
@@ -378,6 +393,7 @@ def hyperparameter_table(spec, results, paper, labels, outputs):
     paper's) per set of experiments sharing every value but the learning rate (their LRs in the last row)."""
     t = e1_table(spec, paper)
     t.insert(0, "artefact", spec["id"])
+    t["numerics"] = "none (the configuration; no runs read)"
     t.to_csv(outputs[0], index=False)
     cols = {}  # (paper column, our texts) -> experiments
     for e, d in t.groupby("experiment", sort=False):
@@ -397,6 +413,7 @@ def hyperparameter_table(spec, results, paper, labels, outputs):
         body.append(row)
     lines = [f"# {spec.get('title', '')}".rstrip(), "",
              "Generated from the configuration; ≠ marks a setting that differs from the paper's Table E.1 "
-             "(the config comments say why). Columns: experiments sharing all settings but the learning rate.", ""]
+             "(the config comments say why). Columns: experiments sharing all settings but the learning rate.",
+             "Numerics: none (read from the configuration, no runs).", ""]
     with open(outputs[1], "w") as f:
         f.write("\n".join(lines + _md(head, body)) + "\n")

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from . import ARTEFACTS
+from . import ARTEFACTS, numerics_line, params_line, params_tags
 
 
 def _num(x: float, sign: bool = False) -> str:
@@ -25,6 +25,7 @@ def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
         tidy["paper_delta"] = [r["paper"] - key.loc[(r["sparsity"], base), "paper"] for _, r in tidy.iterrows()]
     tidy.to_csv(outputs[0], index=False)
 
+    tags = params_tags(tidy)
     labels = dict(zip(tidy["variant"], tidy["label"]))
     head = ["Sparsity"]
     for v in spec["variants"]:
@@ -35,7 +36,8 @@ def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
     lines = [f"# {spec.get('title', '')}".rstrip(), "",
              f"Metric: {spec['metric']}, mean ± std over seeds (n per cell in the CSV). "
              f"Deltas in parentheses are to {labels.get(base, base)}." if base else
-             f"Metric: {spec['metric']}, mean ± std over seeds (n per cell in the CSV).", "",
+             f"Metric: {spec['metric']}, mean ± std over seeds (n per cell in the CSV).",
+             params_line(tidy), numerics_line(tidy), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in sorted(tidy["sparsity"].unique()):
         cells = [f"{100 * s:.2f}%"]
@@ -47,7 +49,7 @@ def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
                 pd_ = r["paper"] - key.loc[(s, base), "paper"]
                 ours += f" ({_num(d, True)})"
                 theirs += f" ({_num(pd_, True)})" if not math.isnan(pd_) else ""
-            cells += [ours, theirs]
+            cells += [ours + tags.get((r["experiment"], r["mask"], s, v), ""), theirs]
         if diff:
             a, b = key.loc[(s, diff[0])], key.loc[(s, diff[1])]
             cells += [_num(a["mean"] - b["mean"], True), _num(a["paper"] - b["paper"], True)]
@@ -60,26 +62,35 @@ def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
 def grid_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Rows: mask x variant (e.g. SNIP, SNIP + ToST), or the `rows` pairs given; columns: experiment
     x sparsity (e.g. ResNet-32 CIFAR-10 at 90/95/98%); each cell ours mean ± std over seeds and the
-    paper's value."""
+    paper's value. A row of mask `dense` (e.g. [dense, lth]: the dense run, seed 002 Table 2's
+    "[No Pruning]") has one value per experiment, shown in each of its sparsity columns (no 0% column)."""
     tidy.to_csv(outputs[0], index=False)
+    tags = params_tags(tidy)
     labels = dict(zip(tidy["variant"], tidy["label"]))
     mask_labels = spec.get("mask_labels", {})
     exp_labels = spec.get("experiment_labels", {})
     key = tidy.set_index(["experiment", "mask", "sparsity", "variant"])
-    cols = [(e, s) for e in spec["experiments"] for s in sorted(tidy.loc[tidy["experiment"] == e, "sparsity"].unique())]
+    sparse = tidy[tidy["mask"] != "dense"]
+    cols = [(e, s) for e in spec["experiments"]
+            for s in sorted(sparse.loc[sparse["experiment"] == e, "sparsity"].unique()) or [0.0]]
     head = ["Mask", "Training"] + [f"{exp_labels.get(e, e)} {100 * s:g}%" for e, s in cols]
-    lines = [f"# {spec.get('title', '')}".rstrip(), "",
-             f"Metric: {spec['metric']}; each cell: ours mean ± std over seeds / the paper's value.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     pairs = spec.get("rows") or [[m, v] for m in spec["masks"] for v in spec["variants"]]
+    dense_note = ("A `dense` row is the unpruned network: its one value per experiment is repeated in each "
+                  "sparsity column." if any(m == "dense" for m, *_ in pairs) else "")
+    lines = [f"# {spec.get('title', '')}".rstrip(), "",
+             f"Metric: {spec['metric']}; each cell: ours mean ± std over seeds / the paper's value. {dense_note}".rstrip(),
+             params_line(tidy), numerics_line(tidy), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, v, *_ in pairs:  # [mask, variant] or [mask, variant, experiment]
-        cells = [mask_labels.get(m, m), labels.get(v, v)]
+        plain_dense = m == "dense" and v == "lth"  # the dense run itself: no ticket training to name
+        cells = [mask_labels.get(m, m), "" if plain_dense else labels.get(v, v)]
         for e, s in cols:
-            r = key.loc[(e, m, s, v)] if (e, m, s, v) in key.index else None
-            cells.append("–" if r is None else f"{r['mean']:.2f} ± {r['std']:.2f} / {_num(r['paper'])}")
+            k = (e, m, 0.0 if m == "dense" else s, v)
+            r = key.loc[k] if k in key.index else None
+            cells.append("–" if r is None else f"{r['mean']:.2f} ± {r['std']:.2f}{tags.get(k, '')} / {_num(r['paper'])}")
         lines.append("| " + " | ".join(cells) + " |")
-    if spec.get("summary_rows"):
-        lines += summary_rows(key, [(m, v) for m, v, *_ in pairs], cols)
+    if spec.get("summary_rows"):  # over the methods: a dense row is their reference, not one of them
+        lines += summary_rows(key, [(m, v) for m, v, *_ in pairs if m != "dense"], cols)
     with open(outputs[1], "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -1,4 +1,9 @@
-"""MobileNet-v1, CIFAR style (kuangliu/pytorch-cifar): 3x3 stride-1 stem, depthwise-separable blocks."""
+"""MobileNet-v1, CIFAR style (kuangliu/pytorch-cifar): 3x3 stride-1 stem, depthwise-separable blocks.
+
+Extra skips (extra_skip=True): a dense, unmasked 1x1 conv + BN across every 3x3 conv: the stem and each
+depthwise conv (none across the pointwise 1x1 convs). Across a depthwise conv the skip is a full cin x cin
+1x1 conv, far larger than the depthwise conv it spans (2.79 M weights at width 1): our extension of the
+released code's per-BasicBlock skips; tables show each run's non-zero parameters."""
 from __future__ import annotations
 
 import torch.nn.functional as F

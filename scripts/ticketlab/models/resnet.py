@@ -2,6 +2,12 @@
 
 The generic ResNet class here is also used by the option-A ResNets in resnet_a.py (different stage widths
 and a parameter-free shortcut).
+
+Extra skips (extra_skip=True: the Skip / AT / GSk tweaks; layers.ConvBN): a dense, unmasked 1x1 conv + BN
+across every 3x3 conv inside the blocks, as the released code adds them per BasicBlock (both 3x3 convs);
+in a Bottleneck (ResNet-50) across its one 3x3 conv only (1x1 convs get none); never across the stem or
+the projection shortcuts. They add parameters a mask does not count (ResNet-18: 1.22 M; tables show each
+run's non-zero parameters, summary.json "params").
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""VGG-16 with BatchNorm, CIFAR style (kuangliu/pytorch-cifar), head named fc."""
+"""VGG-16 with BatchNorm, CIFAR style (kuangliu/pytorch-cifar), head named fc.
+
+Extra skips (extra_skip=True): a dense, unmasked 1x1 conv + BN across every 3x3 conv, the first one included
+(VGG has no stem apart from it); our extension of the released code's per-BasicBlock skips to a network
+without blocks. They add parameters a mask does not count (tables show each run's non-zero parameters)."""
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -39,28 +39,33 @@ class LabelSmoothing(Tweak):
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float,
-            alpha: float) -> torch.Tensor:
-    """alpha*T^2*KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1-alpha)*CE(s, y)  (Hinton et al.), in fp32
-    whatever the logits' dtype (bf16 logits under autocast would give bf16 soft targets)."""
+            alpha: float, form: str = "mixed") -> torch.Tensor:
+    """form 'mixed' (Hinton et al.; the authors' earlier code): alpha*T^2*KL(softmax(t/T) || softmax(s/T))
+    (batch mean) + (1-alpha)*CE(s, y); form 'kl' (seed 000's section 3.2, L_KD = KL(q^T, p^T)): the KL term
+    alone, unscaled (alpha unused). In fp32 whatever the logits' dtype (bf16 logits under autocast would give
+    bf16 soft targets)."""
     student, teacher = at_least_fp32(student), at_least_fp32(teacher)
     kl = F.kl_div(F.log_softmax(student / temperature, 1), F.log_softmax(teacher / temperature, 1),
                   reduction="batchmean", log_target=True)
+    if form == "kl":
+        return kl
     return alpha * temperature ** 2 * kl + (1 - alpha) * F.cross_entropy(student, y)
 
 
 @TWEAKS.register("kd")
 class Distillation(Tweak):
     """Soft labels from the trained dense model of the same seed (the teacher, in eval mode)."""
-    defaults = {"temperature": 5.0, "alpha": 0.9}
+    defaults = {"temperature": 5.0, "alpha": 0.9, "form": "mixed"}
     schema = {"temperature": {"type": "number", "exclusiveMinimum": 0},
-              "alpha": {"type": "number", "minimum": 0, "maximum": 1}}
+              "alpha": {"type": "number", "minimum": 0, "maximum": 1},
+              "form": {"enum": ["mixed", "kl"]}}
     needs_teacher = True
 
     def loss(self, ctx):
-        teacher, T, a = ctx.teacher(), self.params["temperature"], self.params["alpha"]
+        teacher, p = ctx.teacher(), self.params
 
         def fn(logits, y, x):
             with torch.no_grad():
                 t = teacher(x)
-            return kd_loss(logits, t, y, T, a)
+            return kd_loss(logits, t, y, p["temperature"], p["alpha"], p["form"])
         return fn
