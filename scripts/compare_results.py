@@ -22,9 +22,12 @@ def load(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[dict, pd.DataFrame | None, str]:
-    num = [c for c in a.columns if c in b.columns and pd.api.types.is_numeric_dtype(a[c])
-           and pd.api.types.is_numeric_dtype(b[c]) and c != "sparsity"]
+    num = [c for c in a.columns if c in b.columns and numeric(a[c]) and numeric(b[c]) and c != "sparsity"]
     keys = [c for c in a.columns if c in b.columns and c not in num]
     keyed_a, keyed_b = a.drop_duplicates(keys), b.drop_duplicates(keys)
     m = keyed_a.merge(keyed_b, on=keys, how="outer", suffixes=("_before", "_after"), indicator=True)

@@ -108,6 +108,20 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_tosts_pruning_at_init_masks_cover_conv_and_linear_as_its_released_pruners():
+    """Seed 002's random/SNIP/GraSP/SynFlow rank every conv and linear weight together (ToST's masked_parameters);
+    its LTH (IMP) masks stay conv-only, as the authors' LTH code."""
+    from ticketlab.masks import covered
+    from ticketlab.models import build_model
+    for cfg in (validate(DEMO), paper("tost.yaml")):
+        assert cfg["masks"]["imp"]["layers"] == "conv"
+        for m in ("random", "snip", "grasp", "synflow"):
+            assert cfg["masks"][m]["layers"] == "conv_linear" and not cfg["masks"][m].get("keep_dense"), m
+        assert cfg["masks"]["random"]["method"] == "random_global" and cfg["masks"]["synflow"]["bn_mode"] == "eval"
+    net = build_model("resnet50", 100, width=0.125)
+    assert "fc.weight" in covered(net, "conv_linear") and "fc.weight" not in covered(net, "conv")
+
+
 def test_paper_configs_plan_only_paper_scale_runs():
     """Every artefact a paper configuration builds reads runs of its paper's datasets, none of the digits."""
     from ticketlab import plan

@@ -86,9 +86,9 @@ def test_report_lists_density_per_layer_and_empty_layers():
     assert r["empty_layers"] == ["b"]
 
 
-def test_reference_count_is_the_floor_in_the_scores_own_dtype_and_removes_ties():
+def test_reference_count_is_the_floor_in_the_scores_own_dtype_and_ties_go_up_to_the_count():
     """count='reference' (Synaptic-Flow's _global_mask): k = int((1 - density) N), density = 1 - s; every
-    score <= the k-th smallest goes; k < 1 changes nothing; the default stays round(s N)."""
+    score below the k-th smallest goes, ties at it up to k; k < 1 changes nothing; the default stays round(s N)."""
     ones = {"a": torch.ones(10, dtype=torch.bool)}
     scores = {"a": torch.arange(10, dtype=torch.float64)}
     assert int((~_prune_scores(scores, Mask(ones), 0.25, count="reference")["a"]).sum()) == 2  # 2.5 -> 2
