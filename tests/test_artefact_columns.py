@@ -232,7 +232,8 @@ def test_the_analysis_job_writes_params_numerics_and_threshold(tmp_path, digits_
     assert extras > 0 and res["params"]["nonzero"] == sum(int((state[k] != 0).sum()) for k in trained)
     assert res["params"]["masked_kept"] == mask.kept and res["params"]["total"] > mask.total
     assert res["numerics"] == {"trained": summary["numerics"],
-                               "analysed": {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}}
+                               "analysed": {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False,
+                                            "tf32": False}}
     assert res["threshold"] == 0.01 and numerics_of(res) == "cpu fp32"
 
 

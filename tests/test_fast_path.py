@@ -36,6 +36,17 @@ def test_settings_resolve_per_device():
     assert resolved(dict(FAST_DEFAULTS), CPU) == resolved({}, CPU)
 
 
+def test_the_summary_says_whether_fp32_convolutions_may_run_in_tf32(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # torch's default
+    assert Fast({"precision": "fp32"}, CUDA).resolved(False)["tf32"] is True
+    assert Fast({"precision": "fp32"}, CPU).resolved(False)["tf32"] is False
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert Fast({"precision": "fp32"}, CUDA).resolved(False) == \
+        {"device": "cuda", "precision": "fp32", "channels_last": True, "compile": False, "tf32": False}
+    from ticketlab.artefacts import numerics_label
+    assert numerics_label({**Fast({}, CUDA).resolved(False), "tf32": True}) == "cuda bf16 channels_last tf32 convs"
+
+
 @pytest.mark.parametrize("key, value", [("precision", "fp16"), ("channels_last", 1), ("channels_last", "yes"),
                                         ("compile", "auto"), ("compile", 0)])
 def test_bad_settings_name_the_key(key, value):
@@ -166,7 +177,8 @@ def test_forced_bf16_channels_last_trains_masked_and_saves_plain_layout(tmp_path
         assert (p[~m] == 0).all() and (p.grad[~m] == 0).all() and (p[m] != 0).any(), k
     assert all(m.stride() == p.stride() for p, m in r.masked)  # masks in the parameters' layout
     summary = run(spec, str(tmp_path / "full"))
-    assert summary["numerics"] == {"device": "cpu", "precision": "bf16", "channels_last": True, "compile": False}
+    assert summary["numerics"] == {"device": "cpu", "precision": "bf16", "channels_last": True, "compile": False,
+                                   "tf32": False}
     assert summary["test_acc_last"] > 20  # 10 classes: it learns in bf16
     state = torch.load(tmp_path / "full" / "final.pt", weights_only=True)
     assert all(v.is_contiguous() for v in state.values())

@@ -144,4 +144,4 @@ def test_summary_counts_the_trained_parameters_extras_included(tmp_path, digits_
         else:
             assert not extras & set(final)
     assert json.load(open(tmp_path / "skip" / "summary.json"))["numerics"] == {
-        "device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}
+        "device": "cpu", "precision": "fp32", "channels_last": False, "compile": False, "tf32": False}

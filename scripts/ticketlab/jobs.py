@@ -77,7 +77,7 @@ def analyse(spec: dict, out: str, threads: int = 1) -> dict:
 
     from .analysis import ANALYSES, COMMON
     from .plan import arrays_path
-    from .train import Data, initial_weights, load_trained, pick_device
+    from .train import Data, Fast, initial_weights, load_trained, pick_device
 
     run, a = spec["run"], spec["analysis"]
     kind = ANALYSES.get(a["kind"])
@@ -93,9 +93,10 @@ def analyse(spec: dict, out: str, threads: int = 1) -> dict:
     result = kind(model, mask, data, {k: v for k, v in a.items() if k not in COMMON}, **extra)
     if kind.arrays:
         _write_arrays(result.pop("arrays"), arrays_path(out))
-    # analyses run in fp32, contiguous, uncompiled on the run's device; the weights were trained in the run's numerics
+    # analyses run in fp32, contiguous, uncompiled on the run's device (cuDNN's TF32 convolutions as torch's
+    # default leaves them); the weights were trained in the run's numerics
     numerics = {"trained": _summary_beside(spec["weights"]).get("numerics"),
-                "analysed": {"device": device.type, "precision": "fp32", "channels_last": False, "compile": False}}
+                "analysed": Fast({"precision": "fp32", "channels_last": False}, device).resolved(False)}
     result = {**result, "analysis": a, "run": run["name"], "weights": spec["weights"], "params": params,
               "numerics": numerics, "seconds": time.time() - t0}
     if kind.needs_reference:

@@ -121,9 +121,13 @@ class Fast:
         return model
 
     def resolved(self, compiled: bool) -> dict:
-        """What the run used (for summary.json: `auto` settings depend on the machine)."""
+        """What the run used (for summary.json: `auto` settings depend on the machine). tf32: whether cuDNN
+        may run the fp32 convolutions in TF32 (torch's default on cuda, left as it is), so "fp32" on a GPU
+        says what it was."""
+        cuda = self.device.type == "cuda"
         return {"device": self.device.type, "precision": "bf16" if self.bf16 else "fp32",
-                "channels_last": self.channels_last, "compile": compiled}
+                "channels_last": self.channels_last, "compile": compiled,
+                "tf32": bool(cuda and torch.backends.cudnn.allow_tf32)}
 
 
 def spec_hash(spec: dict) -> str:

@@ -41,7 +41,8 @@ def numerics_label(n: dict | None) -> str:
     """'cuda bf16', 'cpu fp32' (train.Fast.resolved), with channels_last / compiled where on; 'unknown' if not recorded."""
     if not n:
         return "unknown"
-    on = [name for name, key in (("channels_last", "channels_last"), ("compiled", "compile")) if n.get(key)]
+    on = [name for name, key in (("channels_last", "channels_last"), ("compiled", "compile"), ("tf32 convs", "tf32"))
+          if n.get(key)]
     return " ".join([n["device"], n["precision"]] + on)
 
 
