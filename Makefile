@@ -8,7 +8,7 @@ CORES ?= all
 CONFIG ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup slurm-bins demo test test-fast bench footprint report paper-dry-run clean
+.PHONY: setup slurm-bins demo lint test test-fast bench footprint report paper-dry-run clean
 setup: $(STAMP)
 
 # Idempotent: re-runs only when the pins change. pip takes torch/torchvision from PyPI (or this
@@ -32,9 +32,13 @@ slurm-bins:
 demo: setup
 	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
 
-# Every test, on two pytest-xdist workers (the smoke DAG they share is built once: tests/conftest.py);
-# `pytest` alone runs them one after another, with the same results.
-test: setup slurm-bins
+# ruff over the package, the entry points and the tests (settings in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check scripts tests
+
+# Lint, then every test, on two pytest-xdist workers (the smoke DAG they share is built once:
+# tests/conftest.py); `pytest` alone runs them one after another, with the same results.
+test: setup slurm-bins lint
 	$(PY) -m pytest -n 2
 
 # The unit tests: no subprocess (no snakemake, training process, job server or SLURM), for a quick loop.

@@ -146,7 +146,8 @@ def make_mask(args, npz: str, path: str) -> str:
     from ticketlab.masks import magnitude_prune, prunable
     with tempfile.TemporaryDirectory() as d:
         model = our_run(args, npz, d).model
-        magnitude_prune({k: p.detach().cpu().contiguous() for k, p in prunable(model).items()}, args.sparsity).save(path)
+        magnitude_prune({k: p.detach().cpu().contiguous() for k, p in prunable(model).items()},
+                        args.sparsity).save(path)
     return path
 
 

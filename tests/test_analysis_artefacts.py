@@ -43,7 +43,9 @@ def test_every_kind_is_registered_once_and_routed_to_a_table_or_a_figure_rule():
     assert not TABLE_KINDS & FIGURE_KINDS
     assert set(ANALYSIS_ARTEFACTS) | set(ARTEFACTS) == TABLE_KINDS | FIGURE_KINDS
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    assert set(schema["properties"]["artefacts"]["additionalProperties"]["properties"]["kind"]["enum"]) == TABLE_KINDS | FIGURE_KINDS
+    assert set(
+        schema["properties"]["artefacts"]["additionalProperties"]["properties"]["kind"]["enum"]
+    ) == TABLE_KINDS | FIGURE_KINDS
 
 
 def test_paper_values_of_the_activation_tables():
@@ -61,8 +63,10 @@ def test_paper_values_of_the_activation_tables():
 
 def test_activation_table_means_and_the_papers_values(tmp_path):
     value = {("lth", 1): 40.0, ("lth", 2): 44.0, ("swish", 1): 0.0, ("swish", 2): 0.5}
-    rows = rows_with(tmp_path, lambda seed, s, v: {"stages": {f"layer{i}": value[v, seed] + i + 10 * s for i in (1, 2, 3, 4)},
-                                                   "order": ["layer1", "layer2", "layer3", "layer4"]}, (0.2, 0.36))
+    rows = rows_with(tmp_path,
+                     lambda seed, s, v: {"stages": {f"layer{i}": value[v, seed] + i + 10 * s for i in (1, 2, 3, 4)},
+                                         "order": ["layer1", "layer2", "layer3", "layer4"]},
+                     (0.2, 0.36))
     spec = {"kind": "activation_table", "title": "A1", "variants": ["lth", "swish"], "rows_by": "sparsity",
             "analysis": "activations", "analysis_kind": "activations"}
     out = outputs(tmp_path, True)
@@ -70,7 +74,8 @@ def test_activation_table_means_and_the_papers_values(tmp_path):
     tidy = pd.read_csv(out[0])
     assert len(tidy) == 2 * 2 * 4  # sparsity x variant x stage
     cell = tidy[(tidy["variant"] == "lth") & (tidy["stage"] == "layer1") & (tidy["sparsity"] == 0.2)].iloc[0]
-    assert cell["mean"] == pytest.approx(45.0) and cell["std"] == pytest.approx(np.std([43, 47], ddof=1)) and cell["n"] == 2
+    assert (cell["mean"] == pytest.approx(45.0) and cell["std"] == pytest.approx(np.std([43, 47], ddof=1))
+            and cell["n"] == 2)
     assert cell["paper"] == 28.93  # Table A1, 20%, ReLU, layer 1
     sw = tidy[(tidy["variant"] == "swish") & (tidy["stage"] == "layer4") & (tidy["sparsity"] == 0.36)].iloc[0]
     assert sw["mean"] == pytest.approx(0.25 + 4 + 3.6) and sw["std"] == pytest.approx(np.std([0, 0.5], ddof=1))
@@ -82,7 +87,8 @@ def test_activation_table_means_and_the_papers_values(tmp_path):
 
 
 def test_activation_table_by_variant_shows_the_papers_single_sparsity(tmp_path):
-    rows = rows_with(tmp_path, lambda seed, s, v: {"stages": {"layer1": 1.0 * seed, "layer2": 2.0}, "order": ["layer1", "layer2"]})
+    rows = rows_with(tmp_path, lambda seed, s, v: {"stages": {"layer1": 1.0 * seed, "layer2": 2.0},
+                                                   "order": ["layer1", "layer2"]})
     spec = {"kind": "activation_table", "variants": ["lth", "swish"], "rows_by": "variant"}
     out = outputs(tmp_path, True)
     build(spec, VARIANTS, [r for r in rows if r["seed"] == 1 or r["sparsity"] == 0.36], [T1], out, "tost_tab1")
@@ -92,12 +98,13 @@ def test_activation_table_by_variant_shows_the_papers_single_sparsity(tmp_path):
     assert "| LTH | 1.50 ± 0.71 | 27.14 | 2.00 ± 0.00 | 39.33 |" in md  # 36%: two seeds
     assert "| LTH + Swish | 1.00 | 0.31 | 2.00 | 0.26 |" in md  # 73.79%: one seed, no std shown
     tidy = pd.read_csv(out[0])
-    assert tidy.loc[tidy["sparsity"] == 0.7379, "n"].eq(1).all() and tidy.loc[tidy["sparsity"] == 0.7379, "std"].eq(0).all()
+    assert (tidy.loc[tidy["sparsity"] == 0.7379, "n"].eq(1).all()
+            and tidy.loc[tidy["sparsity"] == 0.7379, "std"].eq(0).all())
 
 
 def test_analysis_sparsity_averages_seeds(tmp_path):
-    rows = rows_with(tmp_path, lambda seed, s, v: {"top_eigenvalue": seed * 10 + s + (v == "swish"), "trace": 3.0 * seed,
-                                                   "density": None})
+    rows = rows_with(tmp_path, lambda seed, s, v: {"top_eigenvalue": seed * 10 + s + (v == "swish"),
+                                                   "trace": 3.0 * seed, "density": None})
     for style in ("lines", "bars"):
         out = outputs(tmp_path, False)
         build({"kind": "analysis_sparsity", "variants": ["lth", "swish"], "show": ["top_eigenvalue"], "style": style,
@@ -133,7 +140,8 @@ def test_curve_lines_average_each_point_over_seeds(tmp_path):
     assert len(tidy) == 2 * 2 * 3  # variant x curve x epoch
     acc = tidy[(tidy["variant"] == "lth") & (tidy["curve"] == "test_acc")].sort_values("x")
     assert acc["mean"].tolist() == [1.5, 3.0, 4.5] and acc["n"].tolist() == [2, 2, 2]
-    assert acc["std"].tolist() == pytest.approx([np.std([1, 2], ddof=1), np.std([2, 4], ddof=1), np.std([3, 6], ddof=1)])
+    assert acc["std"].tolist() == pytest.approx([np.std([1, 2], ddof=1), np.std([2, 4], ddof=1),
+                                                 np.std([3, 6], ddof=1)])
     eig = tidy[(tidy["variant"] == "swish") & (tidy["curve"] == "top_eigenvalue") & (tidy["x"] == 3)].iloc[0]
     assert eig["mean"] == 1.5 and eig["std"] == pytest.approx(np.std([1, 2], ddof=1))
     assert nonempty(out)
@@ -142,7 +150,8 @@ def test_curve_lines_average_each_point_over_seeds(tmp_path):
 def test_curve_lines_gradient_flow_perturbation_and_several_sparsities(tmp_path):
     rows = rows_with(tmp_path, trajectory)
     out = outputs(tmp_path, False)
-    build({"kind": "curve_lines", "variants": ["lth", "swish"], "show": ["gradient_flow"]}, VARIANTS, rows, [], out, "tost_fig9")
+    build({"kind": "curve_lines", "variants": ["lth", "swish"], "show": ["gradient_flow"]},
+          VARIANTS, rows, [], out, "tost_fig9")
     tidy = pd.read_csv(out[2])
     assert len(tidy) == 2 * 2 * 4  # sparsity x variant x step
     last = tidy[(tidy["x"] == 15) & (tidy["sparsity"] == 0.7379)].set_index("variant")["mean"]

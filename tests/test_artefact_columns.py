@@ -5,7 +5,6 @@ import json
 import math
 
 import pandas as pd
-import pytest
 import torch
 
 from conftest import REPO
@@ -76,7 +75,8 @@ def test_mixed_numerics_and_summaries_without_the_keys_are_said(tmp_path):
         s.pop("numerics")
         s["params"] = 5000
         open(r["path"], "w").write(json.dumps(s))
-    build({"kind": "sparsity_table", "metric": "test_acc_best_val", "variants": ["lth", "skip"]}, VARIANTS, rows, [], o, "t")
+    build({"kind": "sparsity_table", "metric": "test_acc_best_val", "variants": ["lth", "skip"]},
+          VARIANTS, rows, [], o, "t")
     tidy = pd.read_csv(o[0])
     assert tidy["params"].isna().all() and set(tidy["numerics"]) == {"unknown"}
     assert "Numerics: unknown" in open(o[1]).read() and "Params: not recorded" in open(o[1]).read()
@@ -86,7 +86,8 @@ def test_mixed_numerics_and_summaries_without_the_keys_are_said(tmp_path):
     s = json.loads(open(rows[0]["path"]).read())
     open(rows[0]["path"], "w").write(json.dumps({**s, "numerics": CUDA}))
     rows = [r for r in rows if r["seed"] == 1]
-    build({"kind": "sparsity_table", "metric": "test_acc_best_val", "variants": ["lth", "skip"]}, VARIANTS, rows, [], o, "t")
+    build({"kind": "sparsity_table", "metric": "test_acc_best_val", "variants": ["lth", "skip"]},
+          VARIANTS, rows, [], o, "t")
     assert "Numerics: MIXED — cpu fp32 (1 of 2 rows); cuda bf16 channels_last (1 of 2 rows);" in open(o[1]).read()
 
 
@@ -96,9 +97,11 @@ def test_tags_and_labels_by_hand():
     assert params_tag(1010.0, 1000.0) == " [1,010 params vs 1,000]"  # equal when rounded: exact counts
     assert extra_tag(pd.DataFrame({"params": [1300.0, 800.0], "params_plain": [1000.0, 500.0]})) == " (+300 params)"
     assert extra_tag(pd.DataFrame({"params": [1000.0], "params_plain": [1000.0]})) == ""
-    assert params_of({"params": {"nonzero": 7, "total": 9, "masked_kept": 5}}) == 7 and math.isnan(params_of({"params": 9}))
+    assert (params_of({"params": {"nonzero": 7, "total": 9, "masked_kept": 5}}) == 7
+            and math.isnan(params_of({"params": 9})))
     assert numerics_of({"numerics": CPU}) == "cpu fp32"
-    assert numerics_of({"numerics": {"trained": CUDA, "analysed": {**CUDA, "precision": "fp32", "channels_last": False}}}) \
+    assert numerics_of({"numerics": {"trained": CUDA,
+                                     "analysed": {**CUDA, "precision": "fp32", "channels_last": False}}}) \
         == "trained cuda bf16 channels_last, analysed cuda fp32"
     assert numerics_of({"numerics": {"trained": CPU, "analysed": CPU}}) == "cpu fp32" and numerics_of({}) == "unknown"
 
@@ -109,7 +112,8 @@ def test_grid_table_dense_row_is_the_unpruned_run_in_each_sparsity_column(tmp_pa
     o = out(tmp_path)
     spec = {"kind": "grid_table", "metric": "test_acc_best_val", "experiments": ["r32", "r50"],
             "masks": ["dense", "imp"], "variants": ["lth", "tost"], "summary_rows": True,
-            "rows": [["dense", "lth"], ["imp", "lth"], ["imp", "tost"]], "mask_labels": {"dense": "No Pruning", "imp": "LTH"},
+            "rows": [["dense", "lth"], ["imp", "lth"], ["imp", "tost"]],
+            "mask_labels": {"dense": "No Pruning", "imp": "LTH"},
             "paper_experiments": {"r32": "tost_r32_c10", "r50": "tost_r50_c10"}}
     build(spec, VARIANTS, rows, [str(REPO / "config/paper_values/tost_tab2.csv")], o, "tost_tab2")
     md = open(o[1]).read()
@@ -155,7 +159,8 @@ def test_analysis_artefacts_read_params_and_numerics_from_the_analysis_json(tmp_
     assert tidy.loc["skip", "params"] == 800 and tidy.loc["skip", "threshold"] == 0.01
     assert tidy.loc["lth", "numerics"] == "trained cuda bf16 channels_last, analysed cuda fp32"
     md = open(o[1]).read()
-    assert "Zero activations: |a| <= 0.01" in md and "Numerics: trained cuda bf16 channels_last, analysed cuda fp32" in md
+    assert ("Zero activations: |a| <= 0.01" in md
+            and "Numerics: trained cuda bf16 channels_last, analysed cuda fp32" in md)
     assert md_row(o[1], "LTH + Skip")[0] == "LTH + Skip [800 params vs 500]"
     # results from before the setting: exact zeros
     rows = analysis_rows(tmp_path, lambda seed, v: {"stages": {"layer1": 0.0}, "order": ["layer1"]})
@@ -165,7 +170,8 @@ def test_analysis_artefacts_read_params_and_numerics_from_the_analysis_json(tmp_
 
     rows = analysis_rows(tmp_path, lambda seed, v: analysed(v, top_eigenvalue=1.0 * seed))
     o = out(tmp_path, table=False)
-    build({"kind": "analysis_sparsity", "variants": ["lth", "skip"], "show": ["top_eigenvalue"]}, VARIANTS, rows, [], o, "f")
+    build({"kind": "analysis_sparsity", "variants": ["lth", "skip"], "show": ["top_eigenvalue"]},
+          VARIANTS, rows, [], o, "f")
     tidy = pd.read_csv(o[2]).set_index("variant")
     assert tidy.loc["skip", "params"] == 800 and tidy.loc["skip", "params_plain"] == 500
     assert tidy.loc["lth", "numerics"] == "trained cuda bf16 channels_last, analysed cuda fp32"
@@ -177,7 +183,8 @@ def test_figures_from_summaries_carry_params_and_numerics(tmp_path):
     build({"kind": "sparsity_lines", "metric": "test_acc_best_val", "variants": ["lth", "skip"], "experiments": ["e"],
            "masks": ["imp"]}, VARIANTS, summaries(tmp_path, cells), [], o, "f")
     tidy = pd.read_csv(o[2])
-    assert (tidy["params"] - tidy["params_plain"]).tolist() == [0, 300, 0, 300] and set(tidy["numerics"]) == {"cpu fp32"}
+    assert ((tidy["params"] - tidy["params_plain"]).tolist() == [0, 300, 0, 300]
+            and set(tidy["numerics"]) == {"cpu fp32"})
 
 
 def test_epoch_lines_read_the_summary_beside_each_metrics_csv(tmp_path):
@@ -185,14 +192,16 @@ def test_epoch_lines_read_the_summary_beside_each_metrics_csv(tmp_path):
     for v in ("lth", "skip"):
         d = tmp_path / v
         d.mkdir()
-        pd.DataFrame({"epoch": [1, 2], "lr": [0.1, 0.01], "val_acc": [1, 2], "test_acc": [50, 60]}).to_csv(d / "metrics.csv")
+        pd.DataFrame({"epoch": [1, 2], "lr": [0.1, 0.01], "val_acc": [1, 2],
+                      "test_acc": [50, 60]}).to_csv(d / "metrics.csv")
         (d / "summary.json").write_text(json.dumps({"params": {"nonzero": PARAMS["imp", 0.9, v]}, "numerics": CUDA}))
         rows.append({"experiment": "e", "mask": "imp", "seed": 1, "sparsity": 0.9, "exact": 0.9, "variant": v,
                      "path": str(d / "metrics.csv")})
     o = out(tmp_path, table=False)
     build({"kind": "epoch_lines", "variants": ["lth", "skip"], "show": ["test_acc"]}, VARIANTS, rows, [], o, "f")
     tidy = pd.read_csv(o[2])
-    assert set(tidy.loc[tidy["variant"] == "skip", "params"]) == {800} and set(tidy["numerics"]) == {"cuda bf16 channels_last"}
+    assert (set(tidy.loc[tidy["variant"] == "skip", "params"]) == {800}
+            and set(tidy["numerics"]) == {"cuda bf16 channels_last"})
 
 
 def test_param_counts_are_the_non_zero_trainable_weights_of_the_model_analysed():
@@ -232,8 +241,8 @@ def test_the_analysis_job_writes_params_numerics_and_threshold(tmp_path, digits_
     assert extras > 0 and res["params"]["nonzero"] == sum(int((state[k] != 0).sum()) for k in trained)
     assert res["params"]["masked_kept"] == mask.kept and res["params"]["total"] > mask.total
     assert res["numerics"] == {"trained": summary["numerics"],
-                               "analysed": {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False,
-                                            "tf32": False}}
+                               "analysed": {"device": "cpu", "precision": "fp32", "channels_last": False,
+                                            "compile": False, "tf32": False}}
     assert res["threshold"] == 0.01 and numerics_of(res) == "cpu fp32"
 
 
@@ -242,7 +251,8 @@ def test_a_tweaked_row_without_its_masks_lth_run_is_compared_with_lth_on_another
     nz = {("random", 0.9, "lth"): 505, ("grasp", 0.9, "lth"): 500, ("imp", 0.9, "skip"): 800}
     rows = summaries(tmp_path, list(nz), params=lambda m, s, v: nz[m, s, v])
     o = out(tmp_path)
-    build({"kind": "grid_table", "metric": "test_acc_best_val", "experiments": ["e"], "masks": ["random", "grasp", "imp"],
+    build({"kind": "grid_table", "metric": "test_acc_best_val", "experiments": ["e"],
+           "masks": ["random", "grasp", "imp"],
            "variants": ["lth", "skip"], "rows": [["random", "lth"], ["grasp", "lth"], ["imp", "skip"]]},
           VARIANTS, rows, [], o, "spend_tab_a4")
     assert md_row(o[1], "imp")[2].endswith("[800 params vs 500] / –")  # the fewest LTH run at 90%

@@ -181,9 +181,11 @@ def test_paper_value_files_parse_and_name_known_variants():
     (("analyses", "hessian", "batches"), "ten", r"analyses\.hessian\.batches: expected int"),
     (("analyses", "landscape", "weights"), "hessian", r"analyses\.landscape\.weights: 'hessian' is not a trajectory"),
     (("artefacts", "spend_fig2", "analysis"), "landscape", r"artefacts\.spend_fig2\.analysis: analysis_sparsity shows"),
-    (("artefacts", "spend_fig2", "analysis"), KeyError, r"artefacts\.spend_fig2: kind 'analysis_sparsity' needs `analysis`"),
+    (("artefacts", "spend_fig2", "analysis"), KeyError,
+     r"artefacts\.spend_fig2: kind 'analysis_sparsity' needs `analysis`"),
     (("artefacts", "spend_fig10", "show"), KeyError, r"artefacts\.spend_fig10: kind 'curve_lines' needs `show`"),
-    (("artefacts", "spend_tab_a2", "analysis"), "hessian", r"artefacts\.spend_tab_a2\.analysis: kind 'sparsity_table' shows run"),
+    (("artefacts", "spend_tab_a2", "analysis"), "hessian",
+     r"artefacts\.spend_tab_a2\.analysis: kind 'sparsity_table' shows run"),
     (("artefacts", "spend_fig8", "seeds"), [7], r"artefacts\.spend_fig8\.seeds: none of \[7\]"),
 ])
 def test_analysis_errors_name_the_key(path, value, where):

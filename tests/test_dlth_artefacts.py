@@ -31,7 +31,8 @@ def md_row(path, first):
 
 def grid(tmp_path, spec, tidy):
     out = [str(tmp_path / "t.csv"), str(tmp_path / "t.md")]
-    ARTEFACTS["grid_table"]({"metric": "test_acc_best_val", "masks": ["r"], "experiments": ["e"], **spec}, tidy, None, out)
+    ARTEFACTS["grid_table"]({"metric": "test_acc_best_val", "masks": ["r"], "experiments": ["e"], **spec},
+                            tidy, None, out)
     return out[1]
 
 
@@ -105,7 +106,8 @@ def test_series_lines_put_each_ticket_at_its_position(tmp_path):
     lth = t[t["series"] == "LTH-Iter"]
     assert list(lth["x"]) == [1, 2, 3] and list(lth["mean"]) == [81.0, 82.0, 83.0] and set(lth["sparsity"]) == {0.7}
     rst = t[(t["series"] == "RST") & (t["sparsity"] == 0.7)].sort_values("x")
-    assert list(rst["mask"] + "/" + rst["variant"]) == ["rnd/c1", "rnd/c2", "rnd/c3"] and list(rst["paper"]) == [91, 92, 93]
+    assert (list(rst["mask"] + "/" + rst["variant"]) == ["rnd/c1", "rnd/c2", "rnd/c3"]
+            and list(rst["paper"]) == [91, 92, 93])
     assert len(t[(t["series"] == "RST") & (t["sparsity"] == 0.5)]) == 3  # RST alone in the 50% panel
 
 
@@ -125,10 +127,14 @@ def test_layer_sparsity_reads_each_layers_density_in_order(tmp_path):
 
 
 # Table 7 (CIFAR-10): runs 1..3 per method and sparsity; the paper's Mean ± Std uses ddof 0
-TABLE7 = {("dlth_l1", "l1_ft"): [(93.40, 93.22, 93.36), (93.26, 92.31, 92.93), (91.62, 91.57, 91.82), (90.19, 90.35, 89.85), (85.15, 84.67, 84.52)],
-          ("dlth_l1", "lth"): [(92.99, 92.65, 92.37), (92.34, 91.49, 91.82), (89.30, 89.89, 90.14), (88.41, 87.35, 88.40), (84.11, 84.35, 83.08)],
-          ("dlth_random", "scratch"): [(92.47, 92.07, 92.93), (92.50, 92.07, 91.84), (89.97, 89.73, 89.98), (87.66, 86.97, 87.59), (82.82, 82.17, 83.14)],
-          ("dlth_random", "rst"): [(92.43, 92.17, 92.42), (92.26, 91.98, 92.57), (90.39, 90.35, 90.48), (88.36, 88.21, 88.16), (83.94, 83.13, 84.24)]}
+TABLE7 = {("dlth_l1", "l1_ft"): [(93.40, 93.22, 93.36), (93.26, 92.31, 92.93), (91.62, 91.57, 91.82),
+                                 (90.19, 90.35, 89.85), (85.15, 84.67, 84.52)],
+          ("dlth_l1", "lth"): [(92.99, 92.65, 92.37), (92.34, 91.49, 91.82), (89.30, 89.89, 90.14),
+                               (88.41, 87.35, 88.40), (84.11, 84.35, 83.08)],
+          ("dlth_random", "scratch"): [(92.47, 92.07, 92.93), (92.50, 92.07, 91.84), (89.97, 89.73, 89.98),
+                                       (87.66, 86.97, 87.59), (82.82, 82.17, 83.14)],
+          ("dlth_random", "rst"): [(92.43, 92.17, 92.42), (92.26, 91.98, 92.57), (90.39, 90.35, 90.48),
+                                   (88.36, 88.21, 88.16), (83.94, 83.13, 84.24)]}
 
 
 def test_table_2_values_are_the_mean_and_std_of_table_7s_runs():

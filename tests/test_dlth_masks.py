@@ -99,7 +99,8 @@ def test_early_bird_prunes_the_weights_after_the_epoch_it_names(planned):
 
 def test_lth_iter_spec_carries_the_cycle_recipe_and_checks_its_name():
     cfg = demo_cfg()
-    w = plan.W(dataset="digits", model="resnet20_demo", recipe="dlth_demo", seed="42", mask="dlth_lthiter", sparsity="70.00")
+    w = plan.W(dataset="digits", model="resnet20_demo", recipe="dlth_demo", seed="42", mask="dlth_lthiter",
+               sparsity="70.00")
     spec = plan.mask_spec(cfg, w)
     assert spec["cycles"] == 5 and spec["cycle_recipe"]["epochs"] == 2 and spec["cycle_recipe"]["milestones"] == [1]
     assert spec["weights"].endswith("/dense/init.pt")  # every cycle rewinds to the dense init

@@ -39,7 +39,8 @@ def test_rst_runs_transform_then_fine_tune_the_random_ticket(smoke_run):
     ft = json.loads((smoke_run / RUNS / "dlth_random/s90.00/rst_iter5/summary.json").read_text())
     assert ft["spec"]["init"]["path"].endswith("dlth_random/s90.00/rst_iter5_t/final.pt")
     assert ft["spec"]["recipe"]["warmup"] == {"epochs": 1, "lr": 0.01}
-    assert (smoke_run / "results/masks/digits/resnet20_demo/dlth_demo/seed42/dlth_lthiter/s90.00.cycles/cycle5/final.pt").exists()
+    assert (smoke_run / ("results/masks/digits/resnet20_demo/dlth_demo/seed42/dlth_lthiter/"
+                         "s90.00.cycles/cycle5/final.pt")).exists()
 
 
 def test_rerun_is_a_noop(smoke_run):

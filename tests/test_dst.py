@@ -94,8 +94,10 @@ def test_update_steps_and_the_drop_fraction_decaying_with_the_learning_rate():
         assert drop_fraction(p, t, ctx) == pytest.approx(0.3 * 0.5 * (1 + math.cos(math.pi * t / 100)))
     step_recipe = {"lr": 0.1, "milestones": [5], "gamma": 0.1, "epochs": 10}
     ctx.spec["recipe"] = step_recipe
-    assert drop_fraction(p, 55, ctx) == pytest.approx(0.3 * lr_at(step_recipe, 5, 55, 10, 100) / 0.1) == pytest.approx(0.03)
-    assert drop_fraction({**p, "decay": "cosine"}, 30, ctx) == pytest.approx(0.3 * 0.5 * (1 + math.cos(math.pi * 30 / 60)))
+    assert (drop_fraction(p, 55, ctx) == pytest.approx(0.3 * lr_at(step_recipe, 5, 55, 10, 100) / 0.1)
+            == pytest.approx(0.03))
+    assert drop_fraction({**p, "decay": "cosine"}, 30, ctx) == pytest.approx(
+        0.3 * 0.5 * (1 + math.cos(math.pi * 30 / 60)))
     # k = floor(f * active) (RigL's int cast): 0.3 * 6 = 1.8 -> one connection replaced
     layer, c = hand_layer(GRAD), ctx_for(MASK)
     update(TWEAKS["rigl"](every=5, drop_fraction=0.3, decay="constant"), layer, 5, c)
@@ -138,13 +140,15 @@ def masked_lenet_spec(tmp_path, data, tweaks, sparsity=0.9, **over):
     mask = random_mask(PruneContext(model=model, weights=prunable(model, "conv_linear"), sparsity=sparsity, spec={},
                                     generator=torch.Generator().manual_seed(0)))
     mask.save(str(tmp_path / "mask.pt"))
-    spec = tiny_spec(data, model={"arch": "lenet5", "width": 1.0}, mask=str(tmp_path / "mask.pt"), tweaks=tweaks, **over)
+    spec = tiny_spec(data, model={"arch": "lenet5", "width": 1.0}, mask=str(tmp_path / "mask.pt"), tweaks=tweaks,
+                     **over)
     spec["recipe"] = {**spec["recipe"], "epochs": 2, "schedule": "cosine", "milestones": [], "augment": {}}
     return spec, mask
 
 
 @pytest.mark.parametrize("method", ["set", "rigl", "rigl_inverted"])
-def test_every_update_keeps_each_layers_sparsity_and_grown_weights_start_at_zero(tmp_path, digits_npz, monkeypatch, method):
+def test_every_update_keeps_each_layers_sparsity_and_grown_weights_start_at_zero(tmp_path, digits_npz, monkeypatch,
+                                                                                 method):
     spec, mask = masked_lenet_spec(tmp_path, digits_npz, {method: {"every": 3, "drop_fraction": 0.3}})
     counts = {k: int(m.sum()) for k, m in mask.items()}
     seen = []
@@ -317,7 +321,8 @@ def test_monitored_run_logs_the_gradient_flow_around_each_update_and_trains_the_
     r.train_epoch()
     model = build_model("lenet5", 10, in_channels=1, input_size=8)
     model.load_state_dict(first["state"])
-    assert gradient_flow(model, first["mask"], *r.flow_examples) == pytest.approx(c["gradient_flow_before_update"]["y"][0], rel=1e-6)
+    assert gradient_flow(model, first["mask"], *r.flow_examples) == pytest.approx(
+        c["gradient_flow_before_update"]["y"][0], rel=1e-6)
 
 
 def test_dst_needs_a_mask():

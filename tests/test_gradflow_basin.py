@@ -58,7 +58,8 @@ def test_interpolation_distances_and_endpoints_on_lenet(lenet):
     data, (trained, start, ref), mask = lenet
     trained = copy.deepcopy(trained)
     mask.apply_(trained)
-    res = interpolation(trained, mask, data, {"steps": 5, "split": "train", "examples": 0, "batch_size": 1000, "seed": 0},
+    res = interpolation(trained, mask, data,
+                        {"steps": 5, "split": "train", "examples": 0, "batch_size": 1000, "seed": 0},
                         init=start.state_dict(), reference=ref.state_dict())
     # distances by hand: every parameter, pruned entries zero on both sides
     def dist(u, v):
@@ -71,7 +72,8 @@ def test_interpolation_distances_and_endpoints_on_lenet(lenet):
     assert res["d_init"] == pytest.approx(dist(start, ref), rel=1e-9)
     kept = mask.kept + sum(p.numel() for k, p in trained.named_parameters() if k not in mask)
     assert res["coordinates"] == kept == res["arrays"]["init"].size
-    assert np.linalg.norm(res["arrays"]["final"].astype(float) - res["arrays"]["reference"]) == pytest.approx(res["d_final"], rel=1e-5)
+    assert (np.linalg.norm(res["arrays"]["final"].astype(float) - res["arrays"]["reference"])
+            == pytest.approx(res["d_final"], rel=1e-5))
     # endpoints: the analysed model's own training loss, and the masked reference's / masked init's
     own = evaluate(trained, data, "train")[0]
     assert res["curves"]["final"]["loss"][0] == pytest.approx(own, rel=1e-6)
@@ -172,7 +174,8 @@ def test_initial_weights_are_what_the_run_started_from(digits_npz, tmp_path):
     params = {k: v for k, v in saved.items() if v.ndim > 1}
     mask = Mask({k: torch.rand(v.shape, generator=torch.Generator().manual_seed(1)) < 0.5 for k, v in params.items()})
     mask.save(str(tmp_path / "m.pt"))
-    rr = tiny_spec(digits_npz, model=lenet, mask=str(tmp_path / "m.pt"), init={"from": "fresh", "reinit": True, "reinit_seed": 7})
+    rr = tiny_spec(digits_npz, model=lenet, mask=str(tmp_path / "m.pt"),
+                   init={"from": "fresh", "reinit": True, "reinit_seed": 7})
     first, second = initial_weights(rr), initial_weights(rr)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert all(((first[k] != 0) <= mask[k]).all() for k in mask)
@@ -200,7 +203,8 @@ def test_ensemble_table_groups_runs_and_compares_with_the_pruning_solution(tmp_p
     results += [({**pruned[0], "experiment": "e2"}, {}), other]  # seed 0's pruning run serves both experiments
     paper = pd.DataFrame({"sparsity": [95.0, 95.0], "variant": ["lth", "lth"], "stage": ["test_acc", "test_acc_std"],
                           "experiment": ["e1", "e1"], "value": [98.52, 0.02]})
-    spec = {"id": "t2", "title": "T2", "experiments": ["e1", "e2"], "masks": ["dense", "pruned"], "variants": ["lth", "prune"],
+    spec = {"id": "t2", "title": "T2", "experiments": ["e1", "e2"], "masks": ["dense", "pruned"],
+            "variants": ["lth", "prune"],
             "baseline": "prune", "rows": [["pruned", "lth", "e1"], ["dense", "prune", "e1"], ["dense", "prune", "e2"]],
             "labels": {"e1:prune": "Pruned Soln.", "e2:prune": "5 Diff. Pruned"}}
     out = [str(tmp_path / "t2.csv"), str(tmp_path / "t2.md")]
@@ -229,11 +233,14 @@ def test_basin_figure_summarises_distances_paths_and_embeds_the_points(tmp_path)
     results = []
     for i, v in enumerate(["lth", "rr"]):
         for k in (1, 2):
-            init, final = np.r_[rng.normal(size=2), 0.0], np.r_[rng.normal(size=2), 0.0]  # all in one plane
-            res = {"d_init": float(np.linalg.norm(init)), "d_final": float(np.linalg.norm(final)), "test_acc": 90.0 + i + k,
-                   "reference": "prune/final.pt",
-                   "curves": {c: {"x": [0.0, 0.5, 1.0], "loss": [1.0 + i + k, 2.0 * k, 0.5]} for c in ("init", "final")}}
-            results.append(_row(tmp_path, "e1", "pruned", 0.95, v, 0, k, {"init": init, "final": final, "reference": ref_point}, res))
+            # all in one plane
+            init, final = np.r_[rng.normal(size=2), 0.0], np.r_[rng.normal(size=2), 0.0]
+            res = {"d_init": float(np.linalg.norm(init)), "d_final": float(np.linalg.norm(final)),
+                   "test_acc": 90.0 + i + k, "reference": "prune/final.pt",
+                   "curves": {c: {"x": [0.0, 0.5, 1.0], "loss": [1.0 + i + k, 2.0 * k, 0.5]}
+                              for c in ("init", "final")}}
+            results.append(_row(tmp_path, "e1", "pruned", 0.95, v, 0, k,
+                                {"init": init, "final": final, "reference": ref_point}, res))
     paper = pd.DataFrame({"sparsity": [95.0], "variant": ["lth"], "stage": ["d_init"], "value": [13.61]})
     spec = {"id": "f5", "experiments": ["e1"], "masks": ["pruned"], "variants": ["lth", "rr"]}
     out = [str(tmp_path / f"f5.{e}") for e in ("png", "pdf", "csv")]
@@ -248,7 +255,8 @@ def test_basin_figure_summarises_distances_paths_and_embeds_the_points(tmp_path)
     mds = tab[tab["quantity"].str.startswith("mds")]
     assert len(mds) == 2 * 4 + 1  # a start and an end per run, and the one reference
     xy = mds[["mds_x", "mds_y"]].to_numpy()
-    pts = np.stack([p for row, _ in results for p in (np.load(row["arrays"])["init"], np.load(row["arrays"])["final"])] + [ref_point])
+    pts = np.stack([p for row, _ in results for p in (np.load(row["arrays"])["init"], np.load(row["arrays"])["final"])]
+                   + [ref_point])
     assert pairwise_distances(xy) == pytest.approx(pairwise_distances(pts), abs=1e-6)
     assert all(open(p, "rb").read(4) for p in out[:2])
 
@@ -283,7 +291,8 @@ def test_plan_gives_the_analysis_the_runs_start_and_the_pruning_solution():
     assert inputs["reference"] == spec["reference"]
     assert inputs["init"] == "results/runs/digits/lenet5_demo/gradflow/seed42/dense/init.pt"  # the run's setup reads it
     assert inputs["weights"] == f"results/runs/{run}/final.pt"
-    assert plan.analysis_rule(cfg, "basin_paths") == "analysis_arrays" and plan.analysis_rule(cfg, "hessian") == "analysis"
+    assert (plan.analysis_rule(cfg, "basin_paths") == "analysis_arrays"
+            and plan.analysis_rule(cfg, "hessian") == "analysis")
     assert "initial" not in plan.analysis_spec(cfg, run, "basin_predictions")
     rows = plan.artefact_runs(cfg, "gradflow_tab2")
     # 4 variants x 5 replicas on seed 42's mask, its pruning run, and the pruning runs of 5 seeds
@@ -293,19 +302,23 @@ def test_plan_gives_the_analysis_the_runs_start_and_the_pruning_solution():
     assert all(r["arrays"] == r["path"].removesuffix(".json") + ".npz" for r in rows)
     restart = plan.retrain_spec(cfg, plan.W(dataset="digits", model="lenet5_demo", recipe="gradflow", seed="42",
                                             mask="pruned", sparsity="95.00", variant="basin_restart@o2"))
-    assert restart["init"]["path"].endswith("seed42/dense/s00.00/prune/final.pt") and restart["recipe"]["weight_decay"] == 0
-    di = [plan.retrain_spec(cfg, plan.W(dataset="digits", model="lenet5_demo", recipe="gradflow", seed="42", mask="pruned",
-                                        sparsity="95.00", variant=f"{v}@o{k}"))["init"] for v in ("basin_scratch", "basin_scratch_di")
-          for k in (1, 2)]
+    assert (restart["init"]["path"].endswith("seed42/dense/s00.00/prune/final.pt")
+            and restart["recipe"]["weight_decay"] == 0)
+    di = [plan.retrain_spec(cfg, plan.W(dataset="digits", model="lenet5_demo", recipe="gradflow", seed="42",
+                                        mask="pruned", sparsity="95.00", variant=f"{v}@o{k}"))["init"]
+          for v in ("basin_scratch", "basin_scratch_di") for k in (1, 2)]
     assert di[0] == di[1] and di[2] != di[3]  # Scratch shares one draw; Diff. Init. draws per replica
 
 
 @pytest.mark.parametrize("changes,where", [
     ({"analyses.basin_paths.reference": None}, r"analyses\.basin_paths: kind 'interpolation' needs `reference`"),
     ({"analyses.basin_paths.reference": "nope"}, r"analyses\.basin_paths\.reference: unknown variant 'nope'"),
-    ({"analyses.basin_predictions.reference": "prune"}, r"analyses\.basin_predictions: kind 'predictions' compares with no"),
-    ({"artefacts.gradflow_tab2.rows": [["pruned", "basin_lt", "nope"]]}, r"gradflow_tab2\.rows\[0\]: experiment 'nope'"),
-    ({"artefacts.gradflow_tab2.replicas": {"basin_lt": 5, "lottery": 5}}, r"gradflow_tab2\.replicas\.lottery: not a variant"),
+    ({"analyses.basin_predictions.reference": "prune"},
+     r"analyses\.basin_predictions: kind 'predictions' compares with no"),
+    ({"artefacts.gradflow_tab2.rows": [["pruned", "basin_lt", "nope"]]},
+     r"gradflow_tab2\.rows\[0\]: experiment 'nope'"),
+    ({"artefacts.gradflow_tab2.replicas": {"basin_lt": 5, "lottery": 5}},
+     r"gradflow_tab2\.replicas\.lottery: not a variant"),
 ])
 def test_config_errors_name_the_key(changes, where):
     from ticketlab.config import ConfigError, validate

@@ -53,8 +53,8 @@ def test_paper_recipe_is_table_4s_step_count():
 
 def test_init_table_lays_out_methods_by_initialisation(tmp_path):
     from ticketlab.artefacts.initialisation import init_table
-    rows = [("a0", 0.95, 90.0, 1.0, 2, 91.0), ("a1", 0.95, 80.0, 0.0, 1, float("nan")), ("b0", 0.95, 70.0, 2.0, 2, 71.0),
-            ("b1", 0.95, 60.0, 0.5, 2, 61.0), ("base", 0.0, 99.0, 0.1, 2, 99.5)]
+    rows = [("a0", 0.95, 90.0, 1.0, 2, 91.0), ("a1", 0.95, 80.0, 0.0, 1, float("nan")),
+            ("b0", 0.95, 70.0, 2.0, 2, 71.0), ("b1", 0.95, 60.0, 0.5, 2, 61.0), ("base", 0.0, 99.0, 0.1, 2, 99.5)]
     tidy = pd.DataFrame([{"experiment": "e", "mask": "m", "variant": v, "sparsity": s, "mean": m, "std": sd, "n": n,
                           "paper": p, "label": v.upper()} for v, s, m, sd, n, p in rows])
     spec = {"title": "T", "metric": "test_acc_best_val", "experiments": ["e"], "columns": ["I", "II"],
@@ -77,7 +77,8 @@ def smoke(smoke_run):
 def test_smoke_builds_table_1_and_figures_1c_2_3(smoke):
     tab = pd.read_csv(smoke / "results" / "tables" / "gradflow_tab1.csv")
     assert set(tab["variant"]) == {"scratch_dense", "scratch_liu", "scratch_fanin", "set_dense", "set_liu", "set_fanin",
-                                   "rigl_dense", "rigl_liu", "rigl_fanin", "baseline", "lottery", "small_dense", "rigl_inverted"}
+                                   "rigl_dense", "rigl_liu", "rigl_fanin", "baseline", "lottery", "small_dense",
+                                   "rigl_inverted"}
     assert (tab["n"] == 1).all() and tab["mean"].between(0, 100).all()
     assert tab.set_index("variant").loc["baseline", "paper"] == 99.21
     md = (smoke / "results" / "tables" / "gradflow_tab1.md").read_text()
@@ -96,7 +97,8 @@ def test_smoke_builds_table_1_and_figures_1c_2_3(smoke):
 def test_smoke_pruned_mask_is_the_pruning_runs_mask_and_the_lottery_starts_from_its_init(smoke, monkeypatch):
     run = smoke / "results" / "runs" / "digits" / "lenet5_demo" / "gradflow" / "seed42"
     final = torch.load(run / "dense" / "s00.00" / "prune" / "final.pt", weights_only=True)
-    mask = Mask.load(str(smoke / "results" / "masks" / "digits" / "lenet5_demo" / "gradflow" / "seed42" / "pruned" / "s95.00.pt"))
+    mask = Mask.load(str(smoke / "results" / "masks" / "digits" / "lenet5_demo" / "gradflow" / "seed42" / "pruned"
+                         / "s95.00.pt"))
     for k, m in mask.items():
         assert torch.equal(m, final[k] != 0), k  # the run's own mask, exactly
         assert int((~m).sum()) == round(0.95 * m.numel())

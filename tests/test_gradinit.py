@@ -1,6 +1,5 @@
 """GradInit (`scaling` / `lrsi`) against finite differences, hand-written Adam arithmetic and a plain
 re-derivation of the released code's loop (module weights updated in place, RescaleAdam's scalar updates)."""
-import copy
 import math
 
 import pytest

@@ -75,7 +75,8 @@ def test_cycle_masks_nest_uniformly_and_end_at_the_target():
 
 def rst_ctx(model, target, total, seed=0):
     live = Mask({k: m.clone() for k, m in target.items()})
-    return SimpleNamespace(target_mask=target, mask=live, spec={"seed": seed}, total_steps=total, steps_per_epoch=10, log={})
+    return SimpleNamespace(target_mask=target, mask=live, spec={"seed": seed}, total_steps=total, steps_per_epoch=10,
+                           log={})
 
 
 def test_penalty_gradient_is_lambda_w_on_the_masked_weights_and_zero_elsewhere():

@@ -106,7 +106,8 @@ def test_paper_verdicts_per_group():
     paper = pd.DataFrame({"experiment": ["m/d", "x/y"], "variant": ["jackpot", "jackpot"], "value": [0.5, 0.0],
                           "sparsity": [float("nan")] * 2})
     assert paper_verdicts(SPEC, paper, {"m/d": ["e01", "e1"]}) == {"m/d": "at the boundary (m/d)"}
-    assert paper_verdicts({**SPEC, "paper_experiments": {"e01": "x/y"}}, paper, {"m/d": ["e01", "e1"]}) == {"m/d": "no (x/y)"}
+    assert paper_verdicts({**SPEC, "paper_experiments": {"e01": "x/y"}}, paper,
+                          {"m/d": ["e01", "e1"]}) == {"m/d": "no (x/y)"}
 
 
 def test_demo_and_paper_verdict_files_name_every_paper_group():
@@ -125,7 +126,8 @@ def test_demo_and_paper_verdict_files_name_every_paper_group():
 def e1(cfg) -> pd.DataFrame:
     job = plan.artefact_job(cfg, "sanity_tab_e1")
     assert job["rows"] == [] and plan.artefact_runs(cfg, "sanity_tab_e1") == []  # reads no runs
-    return e1_table(job["spec"], read_paper(plan.paper_values(cfg, "sanity_tab_e1"))).set_index(["experiment", "hyperparameter"])
+    return e1_table(job["spec"], read_paper(plan.paper_values(cfg, "sanity_tab_e1"))).set_index(
+        ["experiment", "hyperparameter"])
 
 
 def test_table_e1_from_the_demo_config():
@@ -173,7 +175,8 @@ def test_weight_rewinding_trains_T_minus_t_epochs_at_the_learning_rates_of_epoch
     probe = Run(tiny_spec(digits_npz, model=model), str(tmp_path / "probe"))
     probe.setup()
     torch.save(probe.model.state_dict(), tmp_path / "rewind_e1.pt")
-    magnitude_prune({k: p.detach() for k, p in covered(probe.model, "conv", ["first"]).items()}, 0.36).save(str(tmp_path / "m.pt"))
+    magnitude_prune({k: p.detach() for k, p in covered(probe.model, "conv", ["first"]).items()},
+                    0.36).save(str(tmp_path / "m.pt"))
     spec = {**spec, "data": digits_npz, "model": model, "mask": str(tmp_path / "m.pt"), "device": "cpu",
             "init": {**spec["init"], "path": str(tmp_path / "rewind_e1.pt")}}
     r = Run(spec, str(tmp_path / "wr"))

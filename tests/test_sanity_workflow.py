@@ -12,7 +12,8 @@ from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
 pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 
 PAPER = str(REPO / "config" / "paper" / "sanity.yaml")
-TABLES, FIGURES = ["sanity_tab_e1", "sanity_tab_jackpot"], ["sanity_fig_a1", "sanity_fig_d", "sanity_fig_f", "sanity_fig_g"]
+TABLES, FIGURES = (["sanity_tab_e1", "sanity_tab_jackpot"],
+                   ["sanity_fig_a1", "sanity_fig_d", "sanity_fig_f", "sanity_fig_g"])
 TARGETS = [f"results/tables/{t}.md" for t in TABLES] + [f"results/figures/{f}.png" for f in FIGURES]
 RUNS = "results/runs/digits/sanity_r20_demo/sanity_lr0.1/seed914"
 
@@ -53,10 +54,13 @@ def test_runs_are_the_papers_variants(smoke_run):
     assert wr["spec"]["init"]["path"].endswith("dense/rewind_e1.pt")
     sd = json.loads((smoke_run / RUNS / "sanity_imp/s36.00/sanity_sd/summary.json").read_text())
     dense = json.loads((smoke_run / RUNS / "dense/summary.json").read_text())
-    assert sd["spec"]["match_params_of"].endswith("sanity_imp/s36.00.pt") and sd["params"]["total"] < dense["params"]["total"]
-    mask = json.loads((smoke_run / "results/masks/digits/sanity_r20_demo/sanity_lr0.1/seed914/sanity_omp/s36.00.json").read_text())
+    assert (sd["spec"]["match_params_of"].endswith("sanity_imp/s36.00.pt")
+            and sd["params"]["total"] < dense["params"]["total"])
+    mask = json.loads((smoke_run / "results/masks/digits/sanity_r20_demo/sanity_lr0.1/seed914/sanity_omp/s36.00.json")
+                      .read_text())
     assert abs(mask["sparsity"] - 0.36) < 1e-4 and "conv1.conv.weight" not in mask["layers"]  # the stem stays dense
-    rp = json.loads((smoke_run / "results/analysis/digits/sanity_r20_demo/sanity_lr0.1/seed914/dense/sanity_rp.json").read_text())
+    rp = json.loads((smoke_run / "results/analysis/digits/sanity_r20_demo/sanity_lr0.1/seed914/dense/sanity_rp.json")
+                    .read_text())
     assert rp["curves"]["r_p"]["y"][-1] == 1.0 and "conv1.conv.weight" not in rp["remaining"]
 
 
@@ -69,7 +73,8 @@ def test_rerun_is_a_noop_and_changed_settings_rebuild_only_their_tables(smoke_ru
     assert planned(snakemake(smoke_run, *TARGETS, "-n", "--configfile", str(path))) == {"table": 1}
     changed["recipes"]["sanity_lr0.1"]["momentum"] = 0.8  # Table E.1 reads no run, but shows the recipe
     path.write_text(yaml.safe_dump(changed))
-    assert planned(snakemake(smoke_run, "results/tables/sanity_tab_e1.md", "-n", "--configfile", str(path))) == {"table": 1}
+    assert planned(snakemake(smoke_run, "results/tables/sanity_tab_e1.md", "-n", "--configfile",
+                             str(path))) == {"table": 1}
 
 
 def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
@@ -88,4 +93,5 @@ def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
     for f in ("cifar10", "cifar100", "tinyimagenet"):
         assert f"results/data/{f}.npz" in out
     assert "results/runs/cifar100/vgg16/sanity_vgg_lr0.01/seed914/sanity_omp/s95.60/sanity_wr/final.pt" in out
-    assert "results/analysis/cifar10/resnet20/sanity_cifar_lr0.005/seed914/sanity_imp/s59.04/sanity_rr/sanity_rp.json" in out
+    assert ("results/analysis/cifar10/resnet20/sanity_cifar_lr0.005/seed914/sanity_imp/s59.04/sanity_rr/"
+            "sanity_rp.json") in out

@@ -259,7 +259,8 @@ def test_tiny_dag_on_slurm_matches_a_local_run(cluster, tmp_path):
             pd.testing.assert_frame_equal(pd.read_csv(path).drop(columns=["seconds"], errors="ignore"),
                                           pd.read_csv(b[name]).drop(columns=["seconds"], errors="ignore"))
         elif name.endswith(".json"):
-            assert _without_timings(yaml.safe_load(path.read_text())) == _without_timings(yaml.safe_load(b[name].read_text())), name
+            assert (_without_timings(yaml.safe_load(path.read_text()))
+                    == _without_timings(yaml.safe_load(b[name].read_text()))), name
         else:
             assert path.read_bytes() == b[name].read_bytes(), name
     table = pd.read_csv(b["results/tables/slurm_tab.csv"])

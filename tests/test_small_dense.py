@@ -65,7 +65,8 @@ def test_a_run_matches_the_tickets_count_and_rejects_another_architectures_mask(
     other = Run(tiny_spec(digits_npz, model={"arch": "vgg16", "width": 0.125}), str(tmp_path / "vgg"))
     other.setup()
     Mask.ones_like(covered(other.model, "conv")).save(str(tmp_path / "vgg_mask.pt"))
-    wrong = Run(tiny_spec(digits_npz, model=model, match_params_of=str(tmp_path / "vgg_mask.pt")), str(tmp_path / "bad"))
+    wrong = Run(tiny_spec(digits_npz, model=model, match_params_of=str(tmp_path / "vgg_mask.pt")),
+                str(tmp_path / "bad"))
     with pytest.raises(MaskError, match="vgg_mask.pt"):
         wrong.setup()
 

@@ -105,7 +105,8 @@ def _check_tweaks(cfg):
             check(f"variants.{vname}.tweaks[{i}]", t, {})
         for t, params in v["params"].items():
             if t not in v["tweaks"]:
-                raise ConfigError(f"config error at variants.{vname}.params.{t}: {t!r} is not one of this variant's tweaks")
+                raise ConfigError(f"config error at variants.{vname}.params.{t}: "
+                                  f"{t!r} is not one of this variant's tweaks")
             check(f"variants.{vname}.params.{t}", t, params)
         if v["init"] == "rewind" and "rewind_epoch" not in v:
             raise ConfigError(f"config error at variants.{vname}: init 'rewind' needs rewind_epoch")
@@ -151,12 +152,14 @@ def _check_analyses(cfg):
     for name, a in cfg["analyses"].items():
         where = f"analyses.{name}"
         known = MONITOR_DEFAULTS if a["kind"] == "trajectory" else entry("analyses", a["kind"])["defaults"]
-        allowed = set(known) | {"kind"} | ({"weights", "reference", "reference_dense"} if a["kind"] != "trajectory" else set())
+        allowed = set(known) | {"kind"} | (
+            {"weights", "reference", "reference_dense"} if a["kind"] != "trajectory" else set())
         for k, v in a.items():
             if k not in allowed:
                 raise ConfigError(f"config error at {where}.{k}: unknown setting for kind {a['kind']!r}; "
                                   f"known: {sorted(allowed - {'kind'})}")
-            if k in known and not isinstance(v, type(known[k])) and not (isinstance(known[k], float) and isinstance(v, int)):
+            if (k in known and not isinstance(v, type(known[k]))
+                    and not (isinstance(known[k], float) and isinstance(v, int))):
                 raise ConfigError(f"config error at {where}.{k}: expected {type(known[k]).__name__}, got {v!r}")
         if a.get("weights"):
             src = cfg["analyses"].get(a["weights"])
@@ -178,7 +181,8 @@ def _check_artefact_analysis(cfg, a: dict, where: str):
             raise ConfigError(f"config error at {where}.analysis: kind {a['kind']!r} shows run summaries, not analyses")
         return
     if "analysis" not in a:
-        raise ConfigError(f"config error at {where}: kind {a['kind']!r} needs `analysis` (one of analyses: {sorted(cfg['analyses'])})")
+        raise ConfigError(f"config error at {where}: kind {a['kind']!r} needs `analysis` "
+                          f"(one of analyses: {sorted(cfg['analyses'])})")
     _need(cfg, f"{where}.analysis", "analyses", a["analysis"])
     if cfg["analyses"][a["analysis"]]["kind"] not in kinds:
         raise ConfigError(f"config error at {where}.analysis: {a['kind']} shows {sorted(kinds)} analyses, "
@@ -225,7 +229,8 @@ def _check_references(cfg):
     for rname, r in cfg["recipes"].items():
         for k in r["save_epochs"]:
             if k >= r["epochs"]:
-                raise ConfigError(f"config error at recipes.{rname}.save_epochs: {k} is not before the last epoch ({r['epochs']})")
+                raise ConfigError(f"config error at recipes.{rname}.save_epochs: "
+                                  f"{k} is not before the last epoch ({r['epochs']})")
     for aname, a in cfg["artefacts"].items():
         where = f"artefacts.{aname}"
         _normalise_lists(a, where)
@@ -242,7 +247,8 @@ def _check_references(cfg):
             _need(cfg, f"{where}.experiments[{i}]", "experiments", ename)
             e = cfg["experiments"][ename]
             if not set(a.get("seeds", e["seeds"])) & set(e["seeds"]):
-                raise ConfigError(f"config error at {where}.seeds: none of {a['seeds']} is a seed of experiment {ename!r}")
+                raise ConfigError(f"config error at {where}.seeds: "
+                                  f"none of {a['seeds']} is a seed of experiment {ename!r}")
             for mname in a["masks"]:
                 if mname != "dense" and mname not in e["sparsities"]:
                     raise ConfigError(f"config error at {where}.masks: experiment {ename!r} lists no sparsities "
@@ -251,18 +257,21 @@ def _check_references(cfg):
         for p in a.get("panels", []):
             names += p["variants"] + p.get("mark_crossing", [])
             if p.get("experiment") and p["experiment"] not in a["experiments"]:
-                raise ConfigError(f"config error at {where}.panels: experiment {p['experiment']!r} is not in {where}.experiments")
+                raise ConfigError(f"config error at {where}.panels: "
+                                  f"experiment {p['experiment']!r} is not in {where}.experiments")
         for v in names:
             _need(cfg, f"{where}.variants", "variants", v)
             var = cfg["variants"][v]
             for ename in a["experiments"]:
                 recipe = cfg["experiments"][ename]["recipe"]
                 if var["init"] == "rewind" and var["rewind_epoch"] not in cfg["recipes"][recipe]["save_epochs"]:
-                    raise ConfigError(f"config error at variants.{v}.rewind_epoch: epoch {var['rewind_epoch']} is not in "
+                    raise ConfigError(f"config error at variants.{v}.rewind_epoch: "
+                                      f"epoch {var['rewind_epoch']} is not in "
                                       f"recipes.{recipe}.save_epochs (artefact {aname})")
         for i, r in enumerate(a.get("rows", [])):
             if r[2:] and r[2] not in a["experiments"]:
-                raise ConfigError(f"config error at {where}.rows[{i}]: experiment {r[2]!r} is not in {where}.experiments")
+                raise ConfigError(f"config error at {where}.rows[{i}]: "
+                                  f"experiment {r[2]!r} is not in {where}.experiments")
         for v in a["replicas"] if isinstance(a.get("replicas"), dict) else []:
             if v not in names:
                 raise ConfigError(f"config error at {where}.replicas.{v}: not a variant this artefact shows")
@@ -308,7 +317,8 @@ def _check_sparsities(cfg):
         for ename in a["experiments"]:
             e = cfg["experiments"][ename]
             for mname in (m for m in a["masks"] if m != "dense"):
-                missing = [s for s in a.get("sparsities", []) if not any(abs(s - t) < 1e-9 for t in e["sparsities"][mname])]
+                missing = [s for s in a.get("sparsities", [])
+                           if not any(abs(s - t) < 1e-9 for t in e["sparsities"][mname])]
                 if missing:
                     raise ConfigError(f"config error at artefacts.{aname}.sparsities: {missing} not in "
                                       f"experiments.{ename}.sparsities.{mname}")

@@ -68,7 +68,8 @@ def lth_iter_mask(ctx: PruneContext) -> Mask:
         missing = [k for k in ctx.weights if k not in state]
         if missing:
             raise MaskError(f"lth_iter: cycle {c}'s final.pt lacks the weights {missing[:5]}")
-        mask = magnitude_prune({k: state[k] for k in ctx.weights}, cycle_sparsity(ctx.sparsity, c, cycles), mask, "layer")
+        mask = magnitude_prune({k: state[k] for k in ctx.weights}, cycle_sparsity(ctx.sparsity, c, cycles),
+                               mask, "layer")
         mask.save(f"{workdir}/mask{c}.pt", cycle=c, cycles=cycles, sparsity=cycle_sparsity(ctx.sparsity, c, cycles))
         print(f"lth_iter: cycle {c}/{cycles}: sparsity {mask.sparsity:.6f}")
     return mask

@@ -51,14 +51,16 @@ def make_mask(spec: dict, out: str) -> None:
     source = Mask.load(spec["source"], model) if spec.get("source") else None
     for name, m in (("previous", previous), ("source", source)):
         if m is not None and set(m) != set(weights):
-            raise MaskError(f"{spec[name]}: covers {len(m)} tensors, but layers={spec['layers']!r} selects {len(weights)}")
+            raise MaskError(f"{spec[name]}: covers {len(m)} tensors, "
+                            f"but layers={spec['layers']!r} selects {len(weights)}")
     g = torch.Generator().manual_seed(spec.get("seed", 0))
     ctx = PruneContext(model=model, weights=weights, sparsity=spec["sparsity"], spec=spec, previous=previous,
                        source=source, generator=g,
                        batches=data.sampler(spec.get("batch_size", 256), {}, g),
                        workdir=os.path.splitext(out)[0] + ".cycles")
     mask = MASK_METHODS.get(spec["method"])(ctx)
-    meta = {k: spec.get(k) for k in ("method", "sparsity", "layers", "keep_dense", "scope", "weights", "previous", "source")}
+    meta = {k: spec.get(k)
+            for k in ("method", "sparsity", "layers", "keep_dense", "scope", "weights", "previous", "source")}
     mask.save(out, **meta)
     r = mask.report()
     print(f"{out}: sparsity {r['sparsity']:.6f} (target {spec['sparsity']:.6f}), {r['kept']}/{r['total']} kept")
@@ -141,7 +143,8 @@ def trajectory(spec: dict, out: str, threads: int = 1) -> dict:
     result = {"curves": curves, "milestones": spec["recipe"]["milestones"], "best_val_epoch": summary["best_val_epoch"],
               "steps_per_epoch": -(-len(r.data.split["train"][1]) // spec["recipe"]["batch_size"]),
               "analysis": spec["monitor"], "run": spec["name"], "seconds": summary["train_seconds"],
-              "params": summary.get("params"), "numerics": summary.get("numerics")}  # the re-run's own: it measures as it trains
+              # the re-run's own: it measures as it trains
+              "params": summary.get("params"), "numerics": summary.get("numerics")}
     _write_json(result, out)
     return result
 
@@ -166,7 +169,8 @@ def make_artefact(spec: dict, variants: dict, rows: list[dict], paper: list[str]
 
 def describe(smk) -> dict:
     """The plain description of a Snakemake `script:` job that run_job needs (picklable, for the job server)."""
-    return {"rule": smk.rule, "started": _process_started(), "log": smk.log[0] if smk.log else None, "threads": smk.threads,
+    return {"rule": smk.rule, "started": _process_started(), "log": smk.log[0] if smk.log else None,
+            "threads": smk.threads,
             "params": dict(smk.params.items()), "output": list(smk.output), "named_output": dict(smk.output.items()),
             "paper": list(smk.input.paper) if hasattr(smk.input, "paper") else [],
             "id": dict(smk.wildcards.items()).get("id")}

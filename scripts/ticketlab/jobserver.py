@@ -5,7 +5,8 @@ in a fresh child process (jobs.run_job), with the client's environment and worki
 
 The rules' entry points (scripts/*.py -> jobs.main) submit their job to the server of the working
 directory (a Unix socket in .snakemake/), starting it when none answers; the server forks one child per
-job and exits after IDLE seconds without jobs (TICKETLAB_JOB_SERVER_IDLE, default 120). The client relays the job's exit status, forwards SIGTERM
+job and exits after IDLE seconds without jobs (TICKETLAB_JOB_SERVER_IDLE, default 120). The client relays
+the job's exit status, forwards SIGTERM
 and SIGINT to the job (a training run then checkpoints and exits, as when Snakemake or the cluster stops
 it), and a job whose client disappears is sent SIGTERM. Jobs run directly, without the server, when
 TICKETLAB_JOB_SERVER=0, under a cluster scheduler (SLURM_JOB_ID set: one job per allocation gains

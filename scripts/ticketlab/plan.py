@@ -24,7 +24,8 @@ RESULTS = "results"
 TABLE_KINDS = {"sparsity_table", "grid_table", "activation_table", "ensemble_table", "init_table", "jackpot_table",
                "hyperparameter_table"}
 FIGURE_KINDS = {"sparsity_lines", "analysis_sparsity", "curve_lines", "landscape", "basin_figure", "series_lines",
-                "epoch_lines", "layer_sparsity", "init_signal_lines", "lr_lines", "remaining_lines", "correlation_lines"}
+                "epoch_lines", "layer_sparsity", "init_signal_lines", "lr_lines", "remaining_lines",
+                "correlation_lines"}
 # kinds that also get the settings of their experiments (`setup` in their spec: learning rates, groups, Table E.1);
 # CONFIG_KINDS read nothing else (no runs: the table is the configuration itself)
 SETUP_KINDS = {"jackpot_table", "hyperparameter_table", "lr_lines", "remaining_lines", "correlation_lines"}
@@ -158,7 +159,8 @@ def retrain_spec(cfg, w) -> dict:
         init, mask, extra["match_params_of"] = {"from": "fresh"}, None, mask
     tweaks = {t: {**cfg["tweaks"].get(t, {}), **v["params"].get(t, {})} for t in v["tweaks"]}
     teacher = any(entry("tweaks", t)["needs_teacher"] for t in tweaks)
-    return canonical({"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
+    return canonical({"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset),
+            "model": cfg["models"][w.model],
             "recipe": {**recipe_for_retrain(cfg, w.recipe), **v.get("recipe", {})}, "seed": seed,
             "mask": mask, "init": init, "tweaks": tweaks, **extra,
             "teacher": f"{dense_dir(w)}/final.pt" if teacher else None, "device": cfg["device"], **fast_settings(cfg)})
@@ -193,7 +195,8 @@ def mask_spec(cfg, w) -> dict:
         source = mask_path(w, m["source_mask"], exact_sparsity(cfg, m["source_mask"], s))
     trains = {}
     if m.get("cycle_recipe"):  # lth_iter trains in the mask job: the recipe's settings are the mask's settings
-        trains = {"cycle_recipe": recipe_for_retrain(cfg, m["cycle_recipe"]), "device": cfg["device"], **fast_settings(cfg)}
+        trains = {"cycle_recipe": recipe_for_retrain(cfg, m["cycle_recipe"]), "device": cfg["device"],
+                  **fast_settings(cfg)}
     return canonical({**m, "sparsity": s, "weights": weights, "previous": previous, "source": source, **trains,
                       "data": data_path(w.dataset), "model": cfg["models"][w.model], "seed": int(w.seed)})
 
@@ -266,7 +269,8 @@ def analysis_spec(cfg, run: str, name: str) -> dict:
     if kind["needs_init"]:
         extra["initial"] = True
     if kind["needs_reference"]:
-        src = ("dense", 0.0) if a.get("reference_dense") else (w.mask, exact_sparsity(cfg, w.mask, sp_value(w.sparsity)))
+        src = (("dense", 0.0) if a.get("reference_dense")
+               else (w.mask, exact_sparsity(cfg, w.mask, sp_value(w.sparsity))))
         extra["reference"] = f"{run_dir(w, *src, a['reference'])}/final.pt"
     return canonical({"run": spec, "analysis": a, "weights": weights, "epochs": epochs, **extra})
 
@@ -350,7 +354,8 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
                             run = run_dir(w, mask, exact, name)
                             path = analysis_path(run, a["analysis"]) if a.get("analysis") else {
                                 "summary": f"{run}/summary.json", "metrics": f"{run}/metrics.csv",
-                                "mask": mask_path(w, mask, exact).removesuffix(".pt") + ".json"}[a.get("reads", "summary")]
+                                "mask": mask_path(w, mask, exact).removesuffix(".pt") + ".json",
+                            }[a.get("reads", "summary")]
                             rows.append({"experiment": ename, "mask": mask, "seed": seed, "sparsity": s, "exact": exact,
                                          "variant": v, "replica": k, "path": path,
                                          **({"arrays": arrays_path(path)} if arrays else {})})

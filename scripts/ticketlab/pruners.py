@@ -115,7 +115,8 @@ def ratios_from_mask(ctx: PruneContext) -> Mask:
     if src is None:
         raise MaskError("ratios_from needs the source mask (set `source_mask` to another mask set)")
     if set(src) != set(ctx.weights):
-        raise MaskError(f"ratios_from: the source mask covers {sorted(src)}, the prunable weights are {sorted(ctx.weights)}")
+        raise MaskError(f"ratios_from: the source mask covers {sorted(src)}, "
+                        f"the prunable weights are {sorted(ctx.weights)}")
     total = sum(w.numel() for w in ctx.weights.values())
     removed = total - src.kept
     counts = {target_removed(total, ctx.sparsity), reference_removed(total, ctx.sparsity)}  # either rule's source

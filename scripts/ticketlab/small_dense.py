@@ -84,7 +84,8 @@ STAGE_WIDTHS = {"resnet18": (64, 128, 256, 512), "resnet34": (64, 128, 256, 512)
                 "resnet20": (16, 32, 64), "resnet32": (16, 32, 64), "resnet56": (16, 32, 64), "resnet110": (16, 32, 64)}
 
 
-def small_dense_kwargs(kwargs: dict, num_classes: int, in_channels: int, input_size: int, target: int) -> tuple[dict, int]:
+def small_dense_kwargs(kwargs: dict, num_classes: int, in_channels: int, input_size: int,
+                       target: int) -> tuple[dict, int]:
     """(model kwargs, parameter count) of the small-dense network closest to `target` parameters."""
     width, n = match_width(kwargs, num_classes, in_channels, input_size, target)
     best = ({**kwargs, "width": width}, n)

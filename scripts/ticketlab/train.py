@@ -201,7 +201,8 @@ class Data:
         order = torch.randperm(len(y), generator=g).to(x.device)
         for i in range(0, len(y), batch_size):
             idx = order[i:i + batch_size]
-            yield self.normalize(self.augment(x[idx], augment.get("crop_pad", 0), augment.get("flip", False), g)), y[idx]
+            yield (self.normalize(self.augment(x[idx], augment.get("crop_pad", 0), augment.get("flip", False), g)),
+                   y[idx])
 
     def sampler(self, batch_size: int, augment: dict, g: torch.Generator):
         """An endless source of training batches (used by tweaks that need data at init)."""
@@ -277,7 +278,8 @@ class Run:
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # autotuned conv algorithms (cuda runs are not bitwise reproducible anyway)
+            # autotuned conv algorithms (cuda runs are not bitwise reproducible anyway)
+            torch.backends.cudnn.benchmark = True
         os.makedirs(outdir, exist_ok=True)
         self.ckpt_path = os.path.join(outdir, "checkpoint.pt")
         self.hash = spec_hash(spec)
@@ -420,13 +422,15 @@ class Run:
     def _setup_monitor(self):
         """Fixed batches for the monitors (drawn apart from the training generator, so a monitored run
         trains exactly as the unmonitored one)."""
-        m = self.monitor = {**MONITOR_DEFAULTS, **(self.spec.get("monitor") or {})} if self.spec.get("monitor") else None
+        m = self.monitor = ({**MONITOR_DEFAULTS, **(self.spec.get("monitor") or {})}
+                            if self.spec.get("monitor") else None)
         if not m:
             return
         n, bs = m["hessian_batches"], m["hessian_batch_size"]
         x, y = fixed_examples(self.data, n * bs, m["seed"])
         self.hessian_batches = [(x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]) for i in range(n) if i * bs < len(y)]
-        self.flow_examples = fixed_examples(self.data, m["gradflow_examples"], m["seed"] + 1) if m["gradflow_every"] else None
+        self.flow_examples = (fixed_examples(self.data, m["gradflow_examples"], m["seed"] + 1)
+                              if m["gradflow_every"] else None)
         if self.flow_examples is not None:
             from .analysis.gradflow import gradient_flow
             self.ctx.gradient_flow = lambda model, mask: gradient_flow(model, mask, *self.flow_examples)
@@ -434,7 +438,8 @@ class Run:
     def _top_eigenvalue(self) -> float:
         from .analysis.hessian import top_eigenvalues
         m = self.monitor
-        values = [top_eigenvalues(self.model, self.mask, x, y, max_iter=m["hessian_max_iter"], tol=m["hessian_tol"])[0][0]
+        values = [top_eigenvalues(self.model, self.mask, x, y, max_iter=m["hessian_max_iter"],
+                                  tol=m["hessian_tol"])[0][0]
                   for x, y in self.hessian_batches]
         return float(np.mean(values))
 
@@ -527,7 +532,8 @@ class Run:
             if self.stop["term"]:
                 self._check_finite(nonfinite)
                 self._checkpoint({"rng": epoch_rng, "step": step + 1, "totals": (total.item(), correct.item(), n)})
-                self.log(f"[{self.name}] SIGTERM: checkpoint written at epoch {self.epoch + 1}, step {step + 1}; exiting")
+                self.log(f"[{self.name}] SIGTERM: checkpoint written at epoch {self.epoch + 1}, "
+                         f"step {step + 1}; exiting")
                 sys.exit(143)
         self._check_finite(nonfinite)
         return total.item() / n, 100.0 * correct.item() / n

@@ -32,7 +32,8 @@ def top_count(p: float, n: int) -> int:
 
 def top_positions(w: torch.Tensor, kept: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean tensor (flat) marking the k largest |w| among the kept entries."""
-    score = torch.where(kept.flatten(), w.detach().flatten().abs().double(), torch.tensor(-math.inf, dtype=torch.float64))
+    score = torch.where(kept.flatten(), w.detach().flatten().abs().double(),
+                        torch.tensor(-math.inf, dtype=torch.float64))
     top = torch.zeros(w.numel(), dtype=torch.bool)
     top[torch.topk(score, k, sorted=False).indices] = True
     return top

@@ -4,7 +4,8 @@ tweaks/sparse_init.py (masked dense, Liu et al., the paper's per-unit fan-in).
 
 It uses the analysed run's architecture only, not its trained weights: for every sparsity and draw the
 model is given a new uniform random mask (the `random` mask method over every conv / linear layer: each
-loses exactly round(s * n) weights; positions from a generator seeded by (seed, draw, sparsity)) and new weights from each initialisation
+loses exactly round(s * n) weights; positions from a generator seeded by (seed, draw, sparsity)) and new
+weights from each initialisation
 (one shared standard-normal draw, as sparse_init does; biases zero), then the logits of `examples` inputs
 x ~ N(0, 1) are computed in eval mode and their std taken over all entries. Attach it to the dense run.
 """

@@ -38,7 +38,8 @@ def params_of(result: dict) -> float:
 
 
 def numerics_label(n: dict | None) -> str:
-    """'cuda bf16', 'cpu fp32' (train.Fast.resolved), with channels_last / compiled where on; 'unknown' if not recorded."""
+    """'cuda bf16', 'cpu fp32' (train.Fast.resolved), with channels_last / compiled where on; 'unknown' if not
+    recorded."""
     if not n:
         return "unknown"
     on = [name for name, key in (("channels_last", "channels_last"), ("compiled", "compile"), ("tf32 convs", "tf32"))
@@ -70,7 +71,8 @@ def numerics_line(tidy: pd.DataFrame) -> str:
     """The .md line saying which numerics produced a table (several: how many cells each)."""
     counts = tidy["numerics"].value_counts().sort_index() if "numerics" in tidy else pd.Series({"unknown": len(tidy)})
     if len(counts) <= 1:
-        return f"Numerics: {counts.index[0]} (device and precision of the runs)." if len(counts) else "Numerics: no runs."
+        return (f"Numerics: {counts.index[0]} (device and precision of the runs)." if len(counts)
+                else "Numerics: no runs.")
     return ("Numerics: MIXED — " + "; ".join(f"{k} ({v} of {len(tidy)} rows)" for k, v in counts.items())
             + "; per cell in the CSV's `numerics`.")
 
@@ -80,8 +82,8 @@ def params_line(tidy: pd.DataFrame) -> str:
     if "params" not in tidy or tidy["params"].isna().all():
         return "Params: not recorded (results written before runs and analyses counted their parameters)."
     return ("Params: non-zero trainable parameters at the end of the run, extras included (the CSV's `params`, "
-            "mean over seeds); [N params vs M] marks a run whose count differs from the plain run's, M (LTH on the same "
-            "mask and sparsity, else LTH on another mask at that sparsity), e.g. the dense 1x1 conv + BN paths of "
+            "mean over seeds); [N params vs M] marks a run whose count differs from the plain run's, M (LTH on the "
+            "same mask and sparsity, else LTH on another mask at that sparsity), e.g. the dense 1x1 conv + BN paths of "
             "Skip / AT.")
 
 
@@ -193,7 +195,8 @@ def summarise(runs: pd.DataFrame, paper: pd.DataFrame, aid: str, metric: str, sa
 
 def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[str], outputs: list[str], aid: str):
     paper = read_paper(paper_paths)
-    if spec["kind"] in ANALYSIS_ARTEFACTS:  # rows name files the kind reads itself: analysis JSON, metrics CSV, mask reports
+    # rows name files the kind reads itself: analysis JSON, metrics CSV, mask reports
+    if spec["kind"] in ANALYSIS_ARTEFACTS:
         results = [(r, read_file(r["path"])) for r in rows]
         labels = {v: label(variants_cfg, v) for v in variants_cfg}
         ANALYSIS_ARTEFACTS.get(spec["kind"])({**spec, "id": aid}, results, paper, labels, outputs)

@@ -71,7 +71,8 @@ def threshold_line(thresholds) -> str:
     ts = sorted(set(thresholds))
     what = lambda t: "exactly zero (a == 0)" if t == 0 else f"|a| <= {t:g}"  # noqa: E731
     if len(ts) > 1:
-        return "Zero activations: MIXED definitions — " + "; ".join(what(t) for t in ts) + " (per cell in the CSV's `threshold`)."
+        return ("Zero activations: MIXED definitions — " + "; ".join(what(t) for t in ts)
+                + " (per cell in the CSV's `threshold`).")
     return f"Zero activations: {what(ts[0])} (the analysis's `threshold`; 0 = exact zeros)."
 
 
@@ -106,15 +107,18 @@ def activation_table(spec, results, paper, labels, outputs):
         if single:
             ps = sorted(paper["sparsity"].unique()) if not paper.empty else []
             for s in sorted(sub["sparsity"].unique()):
-                note = f"; the paper's table is at {ps[0]:.2f}%" if len(ps) == 1 and abs(ps[0] - 100 * s) > PAPER_MATCH else ""
+                note = (f"; the paper's table is at {ps[0]:.2f}%"
+                        if len(ps) == 1 and abs(ps[0] - 100 * s) > PAPER_MATCH else "")
                 head = ["Activation"] + [h for st in order for h in (f"{st} (ours)", f"{st} (paper)")]
-                body = [[labels.get(v, v) + tags.get((e, m, s, v), "")] + [x for st in order for x in _cell(cell, (s, v, st))]
+                body = [[labels.get(v, v) + tags.get((e, m, s, v), "")]
+                        + [x for st in order for x in _cell(cell, (s, v, st))]
                         for v in variants]
                 lines += ["", f"Sparsity {_sp(s)} (ours){note}.", ""] + _md(head, body)
         else:
             head = ["Sparsity"] + [h for st in order for v in variants
                                    for h in (f"{st} {labels.get(v, v)} (ours)", "(paper)")]
-            body = [[_sp(s) + "".join(f" {labels.get(v, v)}{tags[e, m, s, v]}" for v in variants if tags.get((e, m, s, v)))]
+            body = [[_sp(s) + "".join(f" {labels.get(v, v)}{tags[e, m, s, v]}"
+                                      for v in variants if tags.get((e, m, s, v)))]
                     + [x for st in order for v in variants for x in _cell(cell, (s, v, st))]
                     for s in sorted(sub["sparsity"].unique())]
             lines += [""] + _md(head, body)
@@ -207,7 +211,8 @@ def curve_lines(spec, results, paper, labels, outputs):
                 a = ax.twinx() if side else ax
                 panel_axes.append(a)
                 for i, v in enumerate(variants):
-                    d = tidy[(tidy["variant"] == v) & (tidy["curve"] == name) & (tidy["sparsity"] == s)].sort_values("x")
+                    d = tidy[(tidy["variant"] == v) & (tidy["curve"] == name)
+                             & (tidy["sparsity"] == s)].sort_values("x")
                     style = "--" if side else "-"
                     a.plot(d["x"], d["mean"], style, color=f"C{i}", label=labels.get(v, v) + extra_tag(d)
                            + (f" ({name})" if len(group) > 1 else ""))
@@ -307,6 +312,7 @@ def landscape(spec, results, paper, labels, outputs):
             tag = next((t for k, t in tags.items() if k[2:] == (s, v) and t), "")
             ax.set_title(f"{labels.get(v, v)}{where} (seed {seed}){tag}", fontsize=8)
     seeds = sorted({seed for seed, _ in shown.values()})
-    note = f"one model each: seed {', '.join(map(str, seeds))}" + (f"; loss clamped at {clamp:g}" if clamp is not None else "")
+    note = (f"one model each: seed {', '.join(map(str, seeds))}"
+            + (f"; loss clamped at {clamp:g}" if clamp is not None else ""))
     title = f"{spec['title']} ({note})" if spec.get("title") else note
     save(fig, {**spec, "title": title}, outputs, numerics_line(tidy))

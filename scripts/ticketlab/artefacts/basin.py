@@ -203,7 +203,8 @@ def basin_figure(spec, results, paper, labels, outputs):
     recs, runs = [], {}  # runs: (experiment, mask, sparsity, variant) -> params and numerics of its runs
     fig, axes = plt.subplots(len(cells), 3, figsize=(13.5, 3.9 * len(cells)), squeeze=False)
     for (e, m, s), (ax_mds, ax_tab, ax_path) in zip(cells, axes):
-        rows = {v: [(r, res) for r, res in results if (r["experiment"], r["mask"], r["sparsity"], r["variant"]) == (e, m, s, v)]
+        rows = {v: [(r, res) for r, res in results
+                    if (r["experiment"], r["mask"], r["sparsity"], r["variant"]) == (e, m, s, v)]
                 for v in variants}
         cell = {"experiment": e, "mask": m, "sparsity": s}
         for v in variants:
@@ -222,7 +223,8 @@ def basin_figure(spec, results, paper, labels, outputs):
         points += list(refs.values())
         xy = embed(pairwise_distances(np.stack(points)))
         for (v, when, seed, rep), (x, y) in zip(tags, xy):
-            recs.append({**cell, "variant": v, "quantity": f"mds_{when}", "seed": seed, "replica": rep, "mds_x": x, "mds_y": y})
+            recs.append({**cell, "variant": v, "quantity": f"mds_{when}", "seed": seed, "replica": rep,
+                         "mds_x": x, "mds_y": y})
         for i, v in enumerate(variants):
             for when, fill in (("start", "none"), ("end", f"C{i}")):
                 pts = np.array([p for t, p in zip(tags, xy) if t[:2] == (v, when)])
@@ -243,7 +245,8 @@ def basin_figure(spec, results, paper, labels, outputs):
                 st = _stat([res[q] for _, res in rows[v]])
                 theirs = _paper(paper, {**cell, "variant": v, "stage": q}, same)
                 recs.append({**cell, "variant": v, "quantity": q, **st, "paper": theirs})
-                line.append(f"{_cell(st['mean'], st['std'], st['n'], digits)}\n(paper {'–' if math.isnan(theirs) else f'{theirs:.{digits}f}'})")
+                line.append(f"{_cell(st['mean'], st['std'], st['n'], digits)}\n"
+                            f"(paper {'–' if math.isnan(theirs) else f'{theirs:.{digits}f}'})")
             table.append(line)
         ax_tab.axis("off")
         t = ax_tab.table(cellText=table, colLabels=[""] + [_label(spec, labels, e, v) for v in variants],

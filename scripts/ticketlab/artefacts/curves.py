@@ -119,12 +119,14 @@ def layer_sparsity(spec, results, paper, labels, outputs):
             line = line.sort_values("layer")
             ax.plot(line["layer"], line["mean"], "o-", ms=2, lw=1, color=f"C{i}", label=_sp(s))
             if (line["n"] > 1).any():
-                ax.fill_between(line["layer"], line["mean"] - line["std"], line["mean"] + line["std"], color=f"C{i}", alpha=0.2)
+                ax.fill_between(line["layer"], line["mean"] - line["std"], line["mean"] + line["std"],
+                                color=f"C{i}", alpha=0.2)
         last = d.sort_values("layer").iloc[-1]
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(f"layer index (last: {last['name']})")
         ax.set_ylabel("layer sparsity (%)")
-        ax.set_title(f"{spec.get('experiment_labels', {}).get(e, e)}, {spec.get('mask_labels', {}).get(m, m)}", fontsize=8)
+        ax.set_title(f"{spec.get('experiment_labels', {}).get(e, e)}, {spec.get('mask_labels', {}).get(m, m)}",
+                     fontsize=8)
         ax.legend(title="overall", fontsize=6, title_fontsize=6)
         ax.grid(alpha=0.3)
     save(fig, spec, outputs, "Masks' per-layer sparsity (kept weights in the CSV); not the trained runs' parameters.")

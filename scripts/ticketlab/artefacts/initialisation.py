@@ -45,7 +45,8 @@ def init_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: lis
     labels = dict(zip(tidy["variant"], tidy["label"]))
     tags = params_tags(tidy)
     lines = [f"# {spec.get('title', '')}".rstrip(), "",
-             f"Metric: {spec['metric']}; each cell: ours mean ± std over seeds (n per cell in the CSV) / the paper's value.",
+             f"Metric: {spec['metric']}; each cell: ours mean ± std over seeds (n per cell in the CSV) "
+             "/ the paper's value.",
              params_line(tidy), numerics_line(tidy)]
     for e in spec["experiments"]:
         sub = tidy[tidy["experiment"] == e]
@@ -60,7 +61,8 @@ def init_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: lis
         others = [v for v in spec["variants"] if v not in in_grid and v in set(sub["variant"])]
         if others:
             rows = pd.concat([sub[sub["variant"] == v].sort_values("sparsity") for v in others])
-            head = [f"{labels.get(r['variant'], r['variant'])} ({100 * r['sparsity']:.2f}%)" for _, r in rows.iterrows()]
+            head = [f"{labels.get(r['variant'], r['variant'])} ({100 * r['sparsity']:.2f}%)"
+                    for _, r in rows.iterrows()]
             lines += [""] + _md(head, [[_cell(r, tags) for _, r in rows.iterrows()]])
     with open(outputs[1], "w") as f:
         f.write("\n".join(lines) + "\n")

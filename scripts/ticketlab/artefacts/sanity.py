@@ -220,7 +220,8 @@ def jackpot(spec: dict, tidy: pd.DataFrame) -> pd.DataFrame:
             rows.append({"group": g, "mask": m, "sparsity": s, "exact_sparsity": cell["exact_sparsity"].iloc[0],
                          "ticket": t, "a_pre": a_pre, "lr_pre": lr_pre, "a_lt": a_lt, "lr_lt": lr_lt,
                          "a_rr": a_rr, "lr_rr": lr_rr, "a_sd": a_sd, "lr_sd": lr_sd,
-                         **{f"params_{x}": _best_params(d) for x, d in (("pre", pre), ("lt", lt), ("rr", rr), ("sd", sd))},
+                         **{f"params_{x}": _best_params(d)
+                            for x, d in (("pre", pre), ("lt", lt), ("rr", rr), ("sd", sd))},
                          "numerics": joined(used["numerics"]) if "numerics" in used else "unknown", **c,
                          "appendix_c": _all([c["c5"], c["c2"], c["c3"]]), "jackpot": _all(list(c.values())),
                          "n_seeds": int(lt["n"].min()), **st})
@@ -270,14 +271,17 @@ def jackpot_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: 
              "LR); ④ ticket similar or higher than PRE at the same LR, for some LR; ⑤ A_LT similar or higher than "
              "A_PRE. Appendix C (A_LT ≈ A_PRE, > A_SD, > A_RR) = ⑤ ∧ ② ∧ ③. Jackpot = ① to ⑤. "
              "Paper: Appendix F.2's verdict for the network/dataset.",
-             "Params: non-zero trainable parameters at the end of each A's run (the CSV's params_pre / _lt / _rr / _sd); "
-             "[N params vs M] marks an A_RR or A_SD run whose count differs from the ticket's (A_PRE is the dense network).",
+             "Params: non-zero trainable parameters at the end of each A's run "
+             "(the CSV's params_pre / _lt / _rr / _sd); "
+             "[N params vs M] marks an A_RR or A_SD run whose count differs from the ticket's "
+             "(A_PRE is the dense network).",
              numerics_line(table) if len(table) else "Numerics: no runs.", ""]
     head = ["Network / dataset", "Mask", "Sparsity", "Ticket", "A_PRE", "A_LT", "A_RR", "A_SD",
             "①", "②", "③", "④", "⑤", "App. C", "Jackpot (ours)", "Jackpot (paper)"]
     body = [[group_label(spec, r["group"]), masks.get(r["mask"], r["mask"]), _sp(r["sparsity"]),
              labels.get(r["ticket"], r["ticket"])]
-            + [f"{_num(r[a])} ({r[lr]:g})" + (params_tag(r[f"params_{a[2:]}"], r["params_lt"]) if a in ("a_rr", "a_sd") else "")
+            + [f"{_num(r[a])} ({r[lr]:g})"
+               + (params_tag(r[f"params_{a[2:]}"], r["params_lt"]) if a in ("a_rr", "a_sd") else "")
                if not math.isnan(r[a]) else "–"
                for a, lr in (("a_pre", "lr_pre"), ("a_lt", "lr_lt"), ("a_rr", "lr_rr"), ("a_sd", "lr_sd"))]
             + [_mark(r[c]) for c in ("c1", "c2", "c3", "c4", "c5", "appendix_c", "jackpot")] + [r["paper"]]
@@ -342,7 +346,8 @@ def hyperparameters(setup: dict, experiment: str, variants: list[str]) -> dict[s
     out = {"epochs": (r["epochs"], str(r["epochs"])), "batch_size": (r["batch_size"], str(r["batch_size"])),
            "scheduler": (r.get("schedule", "step"), r.get("schedule", "step")),
            "decay_epochs": ("-".join(map(str, r["milestones"])) if step else "n/a",) * 2,
-           "decay_factor": (1 / r.get("gamma", 0.1) if step else "n/a", f"{1 / r.get('gamma', 0.1):g}" if step else "n/a"),
+           "decay_factor": (1 / r.get("gamma", 0.1) if step else "n/a",
+                            f"{1 / r.get('gamma', 0.1):g}" if step else "n/a"),
            "momentum": (r["momentum"], f"{r['momentum']:g}"), "l2": (r["weight_decay"], f"{r['weight_decay']:g}"),
            "warmup_epochs": (warm.get("epochs", 0), f"{warm['epochs']} ({warm.get('shape', 'constant')} from lr "
                              f"{warm['lr']:g})" if warm else "0"),
@@ -408,7 +413,8 @@ def hyperparameter_table(spec, results, paper, labels, outputs):
         for exps in cols.values():
             c = cell.loc[(exps[0], name)]
             mark = {True: "", False: " ≠", None: ""}[c["match"]]
-            ours = c["ours_text"] if name != "lr" else ", ".join(dict.fromkeys(cell.loc[(e, "lr"), "ours_text"] for e in exps))
+            ours = (c["ours_text"] if name != "lr"
+                    else ", ".join(dict.fromkeys(cell.loc[(e, "lr"), "ours_text"] for e in exps)))
             row += [ours + mark, str(c["paper_printed"])]
         body.append(row)
     lines = [f"# {spec.get('title', '')}".rstrip(), "",

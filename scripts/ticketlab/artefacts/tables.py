@@ -78,7 +78,8 @@ def grid_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: lis
     dense_note = ("A `dense` row is the unpruned network: its one value per experiment is repeated in each "
                   "sparsity column." if any(m == "dense" for m, *_ in pairs) else "")
     lines = [f"# {spec.get('title', '')}".rstrip(), "",
-             f"Metric: {spec['metric']}; each cell: ours mean ± std over seeds / the paper's value. {dense_note}".rstrip(),
+             (f"Metric: {spec['metric']}; each cell: ours mean ± std over seeds / the paper's value. "
+              f"{dense_note}").rstrip(),
              params_line(tidy), numerics_line(tidy), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, v, *_ in pairs:  # [mask, variant] or [mask, variant, experiment]
@@ -87,7 +88,8 @@ def grid_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: lis
         for e, s in cols:
             k = (e, m, 0.0 if m == "dense" else s, v)
             r = key.loc[k] if k in key.index else None
-            cells.append("–" if r is None else f"{r['mean']:.2f} ± {r['std']:.2f}{tags.get(k, '')} / {_num(r['paper'])}")
+            cells.append("–" if r is None
+                         else f"{r['mean']:.2f} ± {r['std']:.2f}{tags.get(k, '')} / {_num(r['paper'])}")
         lines.append("| " + " | ".join(cells) + " |")
     if spec.get("summary_rows"):  # over the methods: a dense row is their reference, not one of them
         lines += summary_rows(key, [(m, v) for m, v, *_ in pairs if m != "dense"], cols)

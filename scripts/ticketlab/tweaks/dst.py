@@ -76,7 +76,8 @@ def update_layer(mask: torch.Tensor, weight: torch.Tensor, grow_scores: torch.Te
     k = int(fraction * active)
     if k == 0:
         return mask.clone()
-    drop_scores = torch.where(flat, weight.detach().abs().flatten().float(), torch.full_like(flat, -1.0, dtype=torch.float))
+    drop_scores = torch.where(flat, weight.detach().abs().flatten().float(),
+                              torch.full_like(flat, -1.0, dtype=torch.float))
     kept = torch.zeros_like(flat)
     kept[_order(drop_scores, descending=True)[:active - k]] = True
     grow = torch.where(kept, torch.full_like(grow_scores.flatten(), -math.inf), grow_scores.flatten().float())
