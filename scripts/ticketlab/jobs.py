@@ -97,7 +97,7 @@ def analyse(spec: dict, out: str, threads: int = 1) -> dict:
         _write_arrays(result.pop("arrays"), arrays_path(out))
     # analyses run in fp32, contiguous, uncompiled on the run's device (cuDNN's TF32 convolutions as torch's
     # default leaves them); the weights were trained in the run's numerics
-    numerics = {"trained": _summary_beside(spec["weights"]).get("numerics"),
+    numerics = {"trained": summary_beside(spec["weights"]).get("numerics"),
                 "analysed": Fast({"precision": "fp32", "channels_last": False}, device).resolved(False)}
     result = {**result, "analysis": a, "run": run["name"], "weights": spec["weights"], "params": params,
               "numerics": numerics, "seconds": time.time() - t0}
@@ -119,10 +119,11 @@ def param_counts(model, mask) -> dict:
             "masked_kept": mask.kept if len(mask) else None}
 
 
-def _summary_beside(weights: str) -> dict:
-    """The summary.json the job that wrote `weights` wrote beside them (a run, or a trajectory's re-run); {} if none."""
+def summary_beside(path: str) -> dict:
+    """The summary.json the training job that wrote `path` (its final.pt, metrics.csv, a trajectory's re-run)
+    wrote beside it; {} if none."""
     try:
-        with open(os.path.join(os.path.dirname(weights), "summary.json")) as f:
+        with open(os.path.join(os.path.dirname(path), "summary.json")) as f:
             return json.load(f)
     except OSError:
         return {}

@@ -147,11 +147,15 @@ def _prune_scores(scores: dict[str, torch.Tensor], current: Mask, sparsity: floa
     flat = torch.where(alive, flat, torch.full_like(flat, -math.inf))
     keep = torch.zeros_like(alive)
     keep[torch.topk(flat, n_keep, sorted=False).indices] = True
+    return _unflatten(keep, scores)
+
+
+def _unflatten(keep: torch.Tensor, like: dict[str, torch.Tensor]) -> Mask:
+    """A flat bool vector over the tensors of `like` (concatenated in order) -> Mask of their shapes."""
     out, i = Mask(), 0
-    for k in names:
-        n = scores[k].numel()
-        out[k] = keep[i:i + n].view_as(scores[k])
-        i += n
+    for k, t in like.items():
+        out[k] = keep[i:i + t.numel()].view_as(t)
+        i += t.numel()
     return out
 
 
@@ -178,11 +182,7 @@ def _reference_prune(scores: dict[str, torch.Tensor], current: Mask, sparsity: f
     keep[order[k - int((flat < threshold).sum()):]] = True  # the ties beyond the count stay
     if bool((keep & ~alive).any()):
         raise MaskError("reference ranking: a removed weight scores above the threshold and would be revived")
-    out, i = Mask(), 0
-    for n in names:
-        out[n] = keep[i:i + scores[n].numel()].view_as(scores[n])
-        i += scores[n].numel()
-    return out
+    return _unflatten(keep, scores)
 
 
 @dataclass

@@ -13,9 +13,6 @@ layer_sparsity (reads: mask) the sparsity of every covered layer, in the network
 """
 from __future__ import annotations
 
-import json
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -23,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..jobs import summary_beside  # noqa: E402
 from . import ARTEFACTS, extra_tag, numerics_line, params_reference  # noqa: E402
 from .analyses import ANALYSIS_ARTEFACTS, _sp, _stats, curve_lines  # noqa: E402
 from .figures import legend_with_paper, save  # noqa: E402
@@ -81,11 +79,7 @@ def epoch_curves(metrics: pd.DataFrame, names: list[str], path: str) -> dict:
 def beside(path: str) -> dict:
     """params and numerics of the run whose metrics.csv is `path`: from the summary.json the same training
     job writes beside it (not an input of the artefact rule, but never older than the metrics); {} if absent."""
-    try:
-        with open(os.path.join(os.path.dirname(path), "summary.json")) as f:
-            s = json.load(f)
-    except OSError:
-        return {}
+    s = summary_beside(path)
     return {k: s[k] for k in ("params", "numerics") if k in s}
 
 
