@@ -32,9 +32,11 @@ slurm-bins:
 demo: setup
 	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
 
-# ruff over the package, the entry points and the tests (settings in pyproject.toml).
+# ruff over the package, the entry points and the tests (settings in pyproject.toml), then Snakemake's linter
+# over the workflow (exits 1 on any finding, as on a workflow that does not parse).
 lint: setup
 	$(VENV)/bin/ruff check scripts tests
+	$(VENV)/bin/snakemake --lint
 
 # Lint, then every test, on two pytest-xdist workers (the smoke DAG they share is built once:
 # tests/conftest.py); `pytest` alone runs them one after another, with the same results.

@@ -10,7 +10,7 @@ reference  the recipe of the papers' code (open_lth, the SNIP/GraSP/SynFlow repo
            Dataset of in-memory HWC uint8 images returned as PIL images, transforms RandomCrop(32, padding=4),
            RandomHorizontalFlip, ToTensor, Normalize; DataLoader(num_workers=2, shuffle, pin_memory on cuda,
            workers started every epoch as there); fp32 model; a plain SGD loop.
-ours       ticketlab.train.Run on the same images in a ticketlab .npz: uint8 on the device, crop/flip and
+ours       ticketlab.training.Run on the same images in a ticketlab .npz: uint8 on the device, crop/flip and
            normalisation there, the run's device defaults (cuda: bf16 autocast, channels-last, no per-step
            synchronisation; --compile adds torch.compile); the masked run has a --sparsity magnitude mask of
            the conv weights (masked SGD: gradients and weights multiplied by the mask every step).
@@ -106,15 +106,13 @@ def reference(args, x: np.ndarray, y: np.ndarray, device: torch.device) -> float
 
 def our_run(args, npz: str, outdir: str, mask: str | None = None):
     """A ticketlab Run of the bench model on the bench data, set up (model built, data on the device)."""
-    from ticketlab.train import Run
+    from ticketlab.training import Run
     spec = {"name": "bench", "data": npz, "model": {"arch": args.arch, "width": args.width},
             "recipe": {"epochs": 1 + args.epochs, "batch_size": args.batch_size, "lr": args.lr, "momentum": 0.9,
                        "weight_decay": 5e-4, "milestones": [], "augment": {"crop_pad": 4, "flip": True}},
             "seed": 0, "mask": mask, "init": {"from": "fresh"}, "tweaks": {}, "teacher": None,
             "device": args.device, **({"compile": True} if args.compile else {})}
-    run = Run(spec, outdir, threads=args.threads, log=lambda *a: None)
-    run.setup()
-    return run
+    return Run(spec, outdir, threads=args.threads, log=lambda *a: None)
 
 
 def warm_up(run) -> None:

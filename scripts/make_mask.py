@@ -1,4 +1,4 @@
-# Snakemake entry point: the job's work lives in ticketlab.jobs (see its docstrings).
-from ticketlab.jobs import main
+# Snakemake entry point: the job's work lives in ticketlab.jobs (JOBS["mask"]; see its docstrings).
+from ticketlab.entry import main
 
-main(snakemake)  # noqa: F821 - injected by Snakemake's script directive
+main(snakemake, job="mask")  # noqa: F821 - injected by Snakemake's script directive

@@ -42,12 +42,12 @@ def same_weights(a, b) -> bool:
 def kill_after(monkeypatch):
     """kill_after(n): from then on a run raises KeyboardInterrupt right after writing its n-th end-of-epoch
     checkpoint (counted over all runs), as a kill leaves it; kill_after(None) lets runs finish again."""
-    from ticketlab.train import Run
-    original = Run._checkpoint
+    from ticketlab.training import Run
+    original = Run.save_checkpoint
 
     def arm(n):
         if n is None:
-            monkeypatch.setattr(Run, "_checkpoint", original)
+            monkeypatch.setattr(Run, "save_checkpoint", original)
             return
         calls = {"n": 0}
 
@@ -57,15 +57,15 @@ def kill_after(monkeypatch):
                 calls["n"] += 1
                 if calls["n"] == n:
                     raise KeyboardInterrupt("killed")
-        monkeypatch.setattr(Run, "_checkpoint", dies)
+        monkeypatch.setattr(Run, "save_checkpoint", dies)
     return arm
 
 
 @pytest.fixture
 def killed_run(kill_after):
-    """killed_run(spec, outdir, after=1): train.run of spec in outdir, killed right after its `after`-th
+    """killed_run(spec, outdir, after=1): training.run of spec in outdir, killed right after its `after`-th
     end-of-epoch checkpoint; later runs finish again (run it once more to resume)."""
-    from ticketlab.train import run
+    from ticketlab.training import run
 
     def kill(spec, outdir, after=1):
         kill_after(after)

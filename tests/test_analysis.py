@@ -231,7 +231,7 @@ def test_gradient_flow_equals_a_direct_computation():
 def test_every_kind_runs_on_a_ticketlab_model(digits_npz):
     from ticketlab.masks import magnitude_prune, prunable
     from ticketlab.models import build_model
-    from ticketlab.train import Data
+    from ticketlab.training import Data
     torch.manual_seed(0)
     model = build_model("resnet18", 10, in_channels=1, input_size=8, width=0.0625).eval()
     mask = magnitude_prune({k: p.detach() for k, p in prunable(model).items()}, 0.8)

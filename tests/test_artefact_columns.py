@@ -1,6 +1,6 @@
 """What every artefact says about the runs behind it: their parameters (non-zero at the end, extras such as
 Skip's dense 1x1 conv + BN included) and the numerics they ran in, on hand-made summaries and analysis
-results; the dense row of a grid table (seed 002 Table 2's "[No Pruning]")."""
+results; the dense row of a grid table (tost Table 2's "[No Pruning]")."""
 import json
 import math
 
@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 from ticketlab.artefacts import build, extra_tag, numerics_of, params_of, params_tag, read_paper
-from ticketlab.jobs import param_counts
+from ticketlab.training import live_param_counts as param_counts
 from ticketlab.masks import Mask
 from ticketlab.models.layers import ConvBN
 
@@ -22,7 +22,7 @@ PARAMS = {("imp", 0.5, "lth"): 1000, ("imp", 0.9, "lth"): 500, ("imp", 0.5, "ski
 
 
 def summaries(tmp_path, cells, experiments=("e",), seeds=(1, 2), numerics=lambda seed: CPU, params=None):
-    """Rows of the artefact and a summary.json per run, as train.py writes them (params, numerics)."""
+    """Rows of the artefact and a summary.json per run, as training.Run writes them (params, numerics)."""
     rows = []
     for e in experiments:
         for seed in seeds:
@@ -223,9 +223,8 @@ def test_the_analysis_job_writes_params_numerics_and_threshold(tmp_path, digits_
     from conftest import tiny_spec
     from ticketlab.jobs import analyse
     from ticketlab.masks import magnitude_prune, prunable
-    from ticketlab.train import Run, run
+    from ticketlab.training import Run, run
     probe = Run(tiny_spec(digits_npz), str(tmp_path / "probe"))
-    probe.setup()
     mask = magnitude_prune({k: p.detach() for k, p in prunable(probe.model).items()}, 0.8)
     mask.save(str(tmp_path / "m.pt"))
     spec = tiny_spec(digits_npz, mask=str(tmp_path / "m.pt"), tweaks={"skip": {}})
@@ -247,7 +246,7 @@ def test_the_analysis_job_writes_params_numerics_and_threshold(tmp_path, digits_
 
 
 def test_a_tweaked_row_without_its_masks_lth_run_is_compared_with_lth_on_another_mask(tmp_path):
-    # seed 000 Table A4: Random / GraSP rows train plain (LTH), the IMP row only LTH + AT (dense extras)
+    # spend Table A4: Random / GraSP rows train plain (LTH), the IMP row only LTH + AT (dense extras)
     nz = {("random", 0.9, "lth"): 505, ("grasp", 0.9, "lth"): 500, ("imp", 0.9, "skip"): 800}
     rows = summaries(tmp_path, list(nz), params=lambda m, s, v: nz[m, s, v])
     o = out(tmp_path)

@@ -60,6 +60,22 @@ def test_invalid_config_names_the_key(path, value, message):
 def test_schema_enums_match_the_registries():
     assert set(SCHEMA["properties"]["models"]["additionalProperties"]["properties"]["arch"]["enum"]) == set(MODELS)
     assert set(SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]["source"]["enum"]) == set(SOURCES)
+    from ticketlab.pruners import MASK_METHODS
+    methods = SCHEMA["properties"]["masks"]["additionalProperties"]["properties"]["method"]["enum"]
+    assert set(methods) == set(MASK_METHODS)
+
+
+def test_no_decay_bn_bias_is_a_recipe_setting_absent_by_default():
+    """Absent means false (training's default): a schema default would enter every run's spec (its params)."""
+    from ticketlab import plan
+    w = plan.W(dataset="digits", model="resnet18_demo", recipe="demo", seed="42", mask="imp", sparsity="36.00",
+               variant="lth")
+    cfg, on = validate(DEMO), validate(broken(["recipes", "demo", "no_decay_bn_bias"], True))
+    assert not [r for r in cfg["recipes"].values() if "no_decay_bn_bias" in r]
+    for spec in (plan.dense_spec, plan.retrain_spec):
+        assert "no_decay_bn_bias" not in spec(cfg, w)["recipe"] and spec(on, w)["recipe"]["no_decay_bn_bias"] is True
+    with pytest.raises(ConfigError, match=r"recipes\.demo\.no_decay_bn_bias"):
+        validate(broken(["recipes", "demo", "no_decay_bn_bias"], "yes"))
 
 
 def paper(name):
@@ -109,7 +125,7 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
 
 
 def test_tosts_pruning_at_init_masks_cover_conv_and_linear_as_its_released_pruners():
-    """Seed 002's random/SNIP/GraSP/SynFlow rank every conv and linear weight together (ToST's masked_parameters);
+    """tost's random/SNIP/GraSP/SynFlow rank every conv and linear weight together (ToST's masked_parameters);
     its LTH (IMP) masks stay conv-only, as the authors' LTH code."""
     from ticketlab.masks import covered
     from ticketlab.models import build_model
@@ -196,4 +212,4 @@ def test_analysis_errors_name_the_key(path, value, where):
 def test_analysis_kinds_in_the_schema_match_the_registry():
     from ticketlab.analysis import ANALYSES
     enum = SCHEMA["properties"]["analyses"]["additionalProperties"]["properties"]["kind"]["enum"]
-    assert set(enum) == set(ANALYSES) | {"trajectory"}
+    assert set(enum) == set(ANALYSES) and ANALYSES["trajectory"].trains  # an ordinary kind, flagged as training

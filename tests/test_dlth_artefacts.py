@@ -1,4 +1,4 @@
-"""Seed 003's artefact kinds against hand computations: Mean / Std rows (Table 4), curves from metrics.csv
+"""dlth's artefact kinds against hand computations: Mean / Std rows (Table 4), curves from metrics.csv
 (Fig. 3), accuracy along series of tickets (Fig. 4 / 5), layer-wise sparsity from mask reports (Fig. 9),
 and the paper values against the per-run numbers the paper prints."""
 import math

@@ -1,4 +1,4 @@
-"""Seed 003's masks: the layer scheme (first conv and last FC dense, one ratio elsewhere), Early-Bird from
+"""dlth's masks: the layer scheme (first conv and last FC dense, one ratio elsewhere), Early-Bird from
 the epoch it names, and LTH-Iter's cycles (exact target, nested masks, resumable trainings)."""
 import copy
 import functools
@@ -11,13 +11,13 @@ import torch
 import yaml
 
 from conftest import REPO
-from ticketlab import plan
+from ticketlab import layout, plan
 from ticketlab.config import ConfigError, validate
-from ticketlab.iterative import cycle_sparsity
+from ticketlab.pruners.iterative import cycle_sparsity
 from ticketlab.jobs import make_mask
 from ticketlab.masks import Mask, prunable
 from ticketlab.models import build_model
-from ticketlab.train import Run
+from ticketlab.training import Run
 
 MODEL = {"arch": "resnet20", "width": 0.25}
 
@@ -30,7 +30,7 @@ def _demo_cfg() -> dict:
 
 
 def demo_cfg() -> dict:
-    """The demo config, seed 003's model at quarter width (checked once per session)."""
+    """The demo config, dlth's model at quarter width (checked once per session)."""
     return copy.deepcopy(_demo_cfg())
 
 
@@ -61,14 +61,14 @@ def planned(tmp_path, digits_npz, monkeypatch):
     os.makedirs("results/data")
     shutil.copy(digits_npz, "results/data/digits.npz")
     for name, seed in (("init.pt", 1), ("rewind_e1.pt", 2), ("final.pt", 3)):
-        weights_file(tmp_path / plan.dense_dir(w) / name, seed)
+        weights_file(tmp_path / layout.dense_dir(w) / name, seed)
     return cfg, w
 
 
 def mask_of(cfg, w, mask: str, sparsity: str) -> tuple[dict, Mask]:
     wm = plan.W(**w.__dict__, mask=mask, sparsity=sparsity)
     spec = plan.mask_spec(cfg, wm)
-    out = plan.mask_path(wm, mask, plan.sp_value(sparsity))
+    out = layout.mask_path(wm, mask, layout.sp_value(sparsity))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     make_mask(spec, out)
     return spec, Mask.load(out)

@@ -1,4 +1,4 @@
-"""Seed 003 (DLTH) end to end at smoke scale (the session's smoke run of the whole demo), its caching, and the
+"""dlth (DLTH) end to end at smoke scale (the session's smoke run of the whole demo), its caching, and the
 paper configuration's dry run with exact job counts."""
 import json
 

@@ -1,7 +1,7 @@
 """Dynamic sparse training (tweaks/dst.py): SET, RigL and RigL inverted against hand-made layers, SET's
 growth against the uniform distribution, RigL's order in a real run (the optimiser steps under the old mask,
 then the mask update; grown connections at zero with zero momentum), exact sparsity and bitwise resume in
-real runs, and the gradient flow logged at mask updates (seed 004 Figure 3)."""
+real runs, and the gradient flow logged at mask updates (gradflow Figure 3)."""
 import json
 import math
 import os
@@ -15,10 +15,11 @@ from torch import nn
 
 from conftest import tiny_spec
 from ticketlab import jobs
+from ticketlab.analysis.trajectory import monitors
 from ticketlab.masks import Mask, PruneContext, prunable
 from ticketlab.models import build_model
-from ticketlab.pruners import random_mask
-from ticketlab.train import Run, lr_at, run
+from ticketlab.pruners.zoo import random_mask
+from ticketlab.training import Run, lr_at, run
 from ticketlab.tweaks import TWEAKS
 from ticketlab.tweaks.dst import DynamicSparse, RigL, drop_fraction, is_update
 
@@ -37,8 +38,10 @@ def hand_layer(grad):
 
 def ctx_for(mask, every=1, seed=0, **over):
     recipe = {"lr": 0.1, "milestones": [], "schedule": "cosine", "epochs": 10}
-    return SimpleNamespace(mask=Mask({"weight": mask.clone()}), spec={"seed": seed, "recipe": recipe},
-                           steps_per_epoch=10, total_steps=100, log={}, gradient_flow=None, **over)
+    ctx = SimpleNamespace(mask=Mask({"weight": mask.clone()}), spec={"seed": seed, "recipe": recipe},
+                          steps_per_epoch=10, total_steps=100, log={}, gradient_flow=None, **over)
+    ctx.lr_at = lambda step: lr_at(ctx.spec["recipe"], step // 10, step, 10, 100)  # as the run's ctx has it
+    return ctx
 
 
 def update(tweak, layer, step, ctx):
@@ -181,13 +184,12 @@ class Enough(Exception):
 
 def test_an_update_step_steps_under_the_old_mask_then_grows_connections_at_zero(tmp_path, digits_npz, monkeypatch):
     """RigL's order (rigl/sparse_optimizers_base.py apply_gradients: the optimiser update, then the mask
-    update; seed 004's rigl_tf2/train.py the same) at update step 3 of a real run, checked by hand: the kept
+    update; gradflow's rigl_tf2/train.py the same) at update step 3 of a real run, checked by hand: the kept
     weights and their momentum are one SGD-momentum step of the OLD-masked gradient (weight decay
     included) from the state before it; the drop ranks |w| after that step, the growth this step's dense
     |gradient|; grown (and dropped) connections are exactly 0 in weight and momentum buffer right after."""
     spec, _ = masked_lenet_spec(tmp_path, digits_npz, {"rigl": {"every": 3, "drop_fraction": 0.3, "decay": "constant"}})
     r = Run(spec, str(tmp_path / "run"))
-    r.setup()
     before, after = {}, {}
     original = RigL.after_backward
 
@@ -307,8 +309,8 @@ def test_monitored_run_logs_the_gradient_flow_around_each_update_and_trains_the_
     assert json.load(open(tmp_path / "mon.json"))["curves"]["gradient_flow_delta"] == c["gradient_flow_delta"]
 
     # the logged 'before' of the first update is the flow of the model as it was at that step
-    r = Run({**spec, "monitor": monitor}, str(tmp_path / "again"))
-    r.setup()
+    cbs = monitors(monitor)
+    r = Run({**spec, "monitor": monitor}, str(tmp_path / "again"), callbacks=cbs)
     first = {}
 
     def capture(model, mask):
@@ -321,7 +323,7 @@ def test_monitored_run_logs_the_gradient_flow_around_each_update_and_trains_the_
     r.train_epoch()
     model = build_model("lenet5", 10, in_channels=1, input_size=8)
     model.load_state_dict(first["state"])
-    assert gradient_flow(model, first["mask"], *r.flow_examples) == pytest.approx(
+    assert gradient_flow(model, first["mask"], *cbs[-1].examples) == pytest.approx(
         c["gradient_flow_before_update"]["y"][0], rel=1e-6)
 
 

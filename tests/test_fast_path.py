@@ -7,6 +7,7 @@ import importlib.util
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,9 @@ from conftest import REPO, tiny_spec
 from ticketlab import plan
 from ticketlab.config import ConfigError, validate
 from ticketlab.masks import Mask, magnitude_prune, prunable
-from ticketlab.train import FAST_DEFAULTS, Data, Fast, Run, TrainingError, build, evaluate, lr_at, run
+from ticketlab.analysis.trajectory import monitors
+from ticketlab.defaults import FAST_DEFAULTS
+from ticketlab.training import Data, Fast, Run, TrainingError, build, evaluate, lr_at, run
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a cuda device object needs no GPU
 
@@ -96,7 +99,6 @@ def test_helpers_are_no_ops_on_cpu():
 
 def mask_file(tmp_path, data):
     r = Run(tiny_spec(data), str(tmp_path / "probe"), device="cpu", log=lambda *a: None)
-    r.setup()
     path = str(tmp_path / "mask.pt")
     magnitude_prune({k: p.detach() for k, p in prunable(r.model).items()}, 0.8).save(path)
     return path
@@ -147,7 +149,6 @@ def test_cpu_run_at_the_defaults_is_bitwise_the_plain_masked_sgd_loop(tmp_path, 
     expected, stats = plain_masked_sgd(spec, 2)
     for name, s in (("implicit", spec), ("explicit", {**spec, **FAST_DEFAULTS})):
         r = Run(s, str(tmp_path / name), log=lambda *a: None)
-        r.setup()
         got = []
         for r.epoch in range(2):
             got.append(r.train_epoch())
@@ -161,7 +162,6 @@ def test_forced_bf16_channels_last_trains_masked_and_saves_plain_layout(tmp_path
     spec = tiny_spec(digits_npz, mask=path, precision="bf16", channels_last=True)
     spec["recipe"] = {**spec["recipe"], "epochs": 2, "milestones": [1]}
     r = Run(spec, str(tmp_path / "bf16"), log=lambda *a: None)
-    r.setup()
     dtypes = []
     conv = next(m for m in r.model.modules() if isinstance(m, torch.nn.Conv2d))
     hook = conv.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
@@ -179,7 +179,11 @@ def test_forced_bf16_channels_last_trains_masked_and_saves_plain_layout(tmp_path
     summary = run(spec, str(tmp_path / "full"))
     assert summary["numerics"] == {"device": "cpu", "precision": "bf16", "channels_last": True, "compile": False,
                                    "tf32": False}
-    assert summary["test_acc_last"] > 20  # 10 classes: it learns in bf16
+    # it trains as fp32 does (same init, mask and data order): the training loss falls every epoch and ends within
+    # 5% of fp32's (two epochs on 8x8 digits leave accuracy too noisy to compare: 359 test images)
+    run({k: v for k, v in spec.items() if k != "precision"}, str(tmp_path / "fp32"))
+    bf16, fp32 = (pd.read_csv(tmp_path / name / "metrics.csv")["train_loss"] for name in ("full", "fp32"))
+    assert bf16.is_monotonic_decreasing and abs(bf16.iloc[-1] - fp32.iloc[-1]) < 0.05 * fp32.iloc[-1]
     state = torch.load(tmp_path / "full" / "final.pt", weights_only=True)
     assert all(v.is_contiguous() for v in state.values())
     assert run(tiny_spec(digits_npz), str(tmp_path / "plain"))["numerics"]["precision"] == "fp32"
@@ -189,12 +193,10 @@ def test_sync_free_bookkeeping_equals_the_per_step_one_and_defers_the_loss_check
     results = []
     for sync_free in (False, True):
         r = Run(tiny_spec(digits_npz), str(tmp_path / f"s{sync_free}"), log=lambda *a: None)
-        r.setup()
         r.fast.sync_free = sync_free  # the cuda branch, on the cpu
         results.append(r.train_epoch())
     assert results[0] == results[1]
     r = Run(tiny_spec(digits_npz, name="runX"), str(tmp_path / "nan"), log=lambda *a: None)
-    r.setup()
     r.fast.sync_free = True
     calls = {"n": 0}
 
@@ -209,7 +211,6 @@ def test_sync_free_bookkeeping_equals_the_per_step_one_and_defers_the_loss_check
 
 def test_evaluate_at_the_cpu_defaults_equals_plain_evaluation(tmp_path, digits_npz):
     r = Run(tiny_spec(digits_npz), str(tmp_path / "e"), log=lambda *a: None)
-    r.setup()
     assert evaluate(r.model, r.data, "test", 100, Fast({}, CPU)) == evaluate(r.model, r.data, "test", 100)
     loss, acc = evaluate(r.model, r.data, "test", 100, Fast({"precision": "bf16", "channels_last": True}, CPU))
     assert abs(loss - evaluate(r.model, r.data, "test", 100)[0]) < 0.05  # bf16: close, not equal
@@ -254,12 +255,17 @@ def test_bench_prints_its_lines(bench):
 def test_compile_only_runs_without_step_tweaks_or_monitors(tmp_path, digits_npz, monkeypatch):
     compiled = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
-    cases = {"plain": ({}, True), "ghost": ({"tweaks": {"gsk": {}}}, False),
-             "monitored": ({"monitor": {"epochs": 1, "hessian_batches": 1}}, False)}
-    for name, (over, expected) in cases.items():
+    resolve = Fast.__init__
+
+    def as_on_cuda(self, spec, device):  # compile resolves as on cuda, on the cpu
+        resolve(self, spec, device)
+        self.compile = spec.get("compile", False)
+    monkeypatch.setattr(Fast, "__init__", as_on_cuda)
+    cases = {"plain": ({}, [], True), "ghost": ({"tweaks": {"gsk": {}}}, [], False),
+             "monitored": ({}, monitors({"epochs": 1, "hessian_batches": 1}), False)}
+    for name, (over, callbacks, expected) in cases.items():
         logs, compiled[:] = [], []
-        r = Run(tiny_spec(digits_npz, compile=True, **over), str(tmp_path / name), log=logs.append)
-        r.fast.compile = True  # what cuda resolves to, on the cpu
-        r.setup()
+        r = Run(tiny_spec(digits_npz, compile=True, **over), str(tmp_path / name), log=logs.append,
+                callbacks=callbacks)
         assert r.compiled is expected and len(compiled) == int(expected), name
         assert any("staying eager" in line for line in logs) is not expected, name

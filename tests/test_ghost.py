@@ -1,4 +1,4 @@
-"""ToST's ghost tweaks (seed 002, 2.2): gate / beta schedules, removal and export, training and resume."""
+"""ToST's ghost tweaks (tost, 2.2): gate / beta schedules, removal and export, training and resume."""
 import csv
 import math
 import os
@@ -13,7 +13,7 @@ from conftest import same_weights, tiny_spec
 from ticketlab import tweaks
 from ticketlab.models import build_model
 from ticketlab.models.layers import ConvBN, PSwish, is_extra
-from ticketlab.train import Data, Run, evaluate, run
+from ticketlab.training import Data, Run, evaluate, run
 from ticketlab.tweaks.ghost import beta_schedule, gate_schedule
 from ticketlab.tweaks.scaling import Scaling
 
@@ -184,7 +184,6 @@ def test_ghost_steps_see_the_progress(tmp_path, digits_npz, monkeypatch):
 
     monkeypatch.setattr(tweaks.TWEAKS["gsk"], "on_train_step", recording)
     r = Run(ghost_spec(digits_npz), str(tmp_path / "r"))
-    r.setup()
     r.train_epoch()
     steps = -(-len(r.data.split["train"][1]) // r.spec["recipe"]["batch_size"])
     assert seen == [s / steps for s in range(steps)]

@@ -1,4 +1,4 @@
-"""Gradual magnitude pruning during training (tweaks/gmp.py, seed 004's pruning run): the cubic schedule by
+"""Gradual magnitude pruning during training (tweaks/gmp.py, gradflow's pruning run): the cubic schedule by
 hand, exact per-layer sparsity, pruned weights exactly zero, the `pruned` mask set reproducing the run's
 mask, and a bitwise resume."""
 import pytest
@@ -8,7 +8,7 @@ from conftest import same_weights, tiny_spec
 from ticketlab import jobs
 from ticketlab.masks import Mask, covered
 from ticketlab.models import build_model
-from ticketlab.train import Run, run
+from ticketlab.training import Run, run
 from ticketlab.tweaks.gmp import GradualMagnitudePruning, gmp_sparsity, is_pruning_step
 
 GMP = {"sparsity": 0.9, "start": 3, "end": 15, "every": 4}
@@ -76,9 +76,8 @@ def test_resume_after_a_kill_repeats_the_pruning_bitwise(tmp_path, digits_npz, k
 
 def test_the_schedule_must_end_inside_training_and_start_dense(tmp_path, digits_npz):
     with pytest.raises(ValueError, match="start < end < the run's 22 steps"):
-        Run(gmp_spec(digits_npz, end=30), str(tmp_path / "long")).setup()
+        Run(gmp_spec(digits_npz, end=30), str(tmp_path / "long"))
     r = Run(gmp_spec(digits_npz), str(tmp_path / "probe"))
-    r.setup()
     Mask({k: torch.ones_like(m) for k, m in r.mask.items()}).save(str(tmp_path / "m.pt"))
     with pytest.raises(ValueError, match="dense mask set"):
-        Run({**gmp_spec(digits_npz), "mask": str(tmp_path / "m.pt")}, str(tmp_path / "masked")).setup()
+        Run({**gmp_spec(digits_npz), "mask": str(tmp_path / "m.pt")}, str(tmp_path / "masked"))

@@ -1,4 +1,4 @@
-"""Seed 004 §4.3 (lottery tickets and the pruning solution): linear paths, distances, MDS, ensembles
+"""gradflow §4.3 (lottery tickets and the pruning solution): linear paths, distances, MDS, ensembles
 and disagreement, each against a hand computation; the run's initial weights rebuilt from its spec."""
 import copy
 import math
@@ -15,7 +15,7 @@ from ticketlab.analysis.basin import class_probabilities, flat_point, interpolat
 from ticketlab.artefacts.basin import (basin_figure, disagreement, embed, ensemble_table, group_metrics,
                                        interval, pairwise_distances)
 from ticketlab.masks import Mask
-from ticketlab.train import Data, Run, evaluate, initial_weights
+from ticketlab.training import Data, Run, evaluate, initial_weights
 
 
 def _loss(model, x, y):

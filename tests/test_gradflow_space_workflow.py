@@ -1,4 +1,4 @@
-"""Seed 004 section 4.3 end to end at smoke scale (Table 2, Figure 5): the runs, their analyses and the two
+"""gradflow section 4.3 end to end at smoke scale (Table 2, Figure 5): the runs, their analyses and the two
 artefacts, properties the paper's construction guarantees, caching, and the paper configuration's dry run."""
 import json
 
@@ -45,7 +45,7 @@ def test_lottery_ticket_starts_at_the_pruning_runs_init_times_its_mask(smoke, mo
     """LT = theta_0 of the pruning run x the mask: rebuilt independently from the pruning run's spec."""
     from ticketlab.analysis.basin import flat_point
     from ticketlab.masks import Mask
-    from ticketlab.train import initial_weights
+    from ticketlab.training import initial_weights
     monkeypatch.chdir(smoke)  # the specs' paths are relative to the workflow's directory
     prune = json.loads((smoke / RUNS / "seed42/dense/s00.00/prune/summary.json").read_text())["spec"]
     theta0 = initial_weights(prune)

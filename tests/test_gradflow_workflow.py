@@ -1,4 +1,4 @@
-"""Seed 004 part 1 (Table 1, Figures 1c, 2, 3) end to end at smoke scale, its caching, the configuration's
+"""gradflow part 1 (Table 1, Figures 1c, 2, 3) end to end at smoke scale, its caching, the configuration's
 plumbing (the pruning run, its mask set, the lottery ticket) and the paper dry run."""
 import copy
 import math
@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, SMOKE, assert_artefacts_built, config_with, planned, snakemake
 from ticketlab import plan
 from ticketlab.masks import Mask
-from ticketlab.train import initial_weights
+from ticketlab.training import initial_weights
 
 pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 

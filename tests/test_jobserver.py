@@ -48,7 +48,7 @@ def _stop_server(workdir):
 
 
 def train_job(spec, outdir, log):
-    return {"rule": "retrain", "log": str(log), "threads": 1, "params": {"spec": spec},
+    return {"job": "train", "rule": "retrain", "log": str(log), "threads": 1, "params": {"spec": spec},
             "output": [f"{outdir}/final.pt", f"{outdir}/metrics.csv", f"{outdir}/summary.json"],
             "named_output": {}, "paper": [], "id": None}
 
@@ -65,10 +65,10 @@ def test_a_job_through_the_server_writes_what_a_direct_run_writes(workdir, digit
 
 
 def test_a_failing_job_fails_the_client_with_its_traceback_in_the_log(workdir):
-    bad = {"rule": "nonsense", "log": str(workdir / "bad.log"), "threads": 1, "params": {}, "output": [],
+    bad = {"job": "nonsense", "log": str(workdir / "bad.log"), "threads": 1, "params": {}, "output": [],
            "named_output": {}, "paper": [], "id": None}
     assert jobserver.submit(bad) == 1
-    assert "no job for rule 'nonsense'" in (workdir / "bad.log").read_text()
+    assert "no job of kind 'nonsense'" in (workdir / "bad.log").read_text()
 
 
 def test_sigterm_reaches_the_training_job_which_checkpoints(workdir, digits_npz):
@@ -95,7 +95,7 @@ def test_a_dead_servers_socket_is_replaced_and_an_idle_server_exits(workdir, mon
     s.bind(path)  # a socket file nobody listens on, as a killed server leaves it
     s.close()
     monkeypatch.setenv("TICKETLAB_JOB_SERVER_IDLE", "3")
-    ok = {"rule": "nonsense", "log": None, "threads": 1, "params": {}, "output": [], "named_output": {},
+    ok = {"job": "nonsense", "log": None, "threads": 1, "params": {}, "output": [], "named_output": {},
           "paper": [], "id": None}
     assert jobserver.submit(ok) == 1  # answered by a new server
     deadline = time.time() + 30
@@ -105,7 +105,7 @@ def test_a_dead_servers_socket_is_replaced_and_an_idle_server_exits(workdir, mon
 
 
 def test_a_server_never_runs_code_older_than_the_packages(workdir):
-    nothing = {"rule": "nonsense", "log": None, "threads": 1, "params": {}, "output": [], "named_output": {},
+    nothing = {"job": "nonsense", "log": None, "threads": 1, "params": {}, "output": [], "named_output": {},
                "paper": [], "id": None}
     assert jobserver.submit(nothing) == 1
     first = _server_pids(workdir)

@@ -224,3 +224,28 @@ def test_resnet_a_kaiming_init_leaves_extra_skip_weights():
     assert torch.all(model.layer1[0].conv1.skip_conv.weight == 1e-4)
     std = model.layer3[1].conv1.conv.weight.std().item()
     assert abs(std - (2 / (64 * 9)) ** 0.5) < 0.01  # Kaiming normal, fan_in, gain sqrt(2)
+
+
+def test_strided_1x1_conv_on_few_channels_is_the_same_conv_without_onednns_heap_overrun():
+    """The shape whose weight gradient oneDNN's AVX2 1x1 kernel computes past its buffer (channels-last fp32,
+    1x1, stride 2, 2-7 input channels: layers.conv2d): 20 steps of it run (the unguarded kernel corrupts the
+    heap on an AVX2 CPU), and forward and weight gradient equal the contiguous-layout conv's."""
+    from ticketlab.models.layers import conv2d
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 8, 1, stride=2, bias=False)
+    ref = torch.nn.Conv2d(4, 8, 1, stride=2, bias=False)
+    ref.load_state_dict(conv.state_dict())
+    conv.to(memory_format=torch.channels_last)
+    for _ in range(20):
+        x = torch.randn(256, 4, 8, 8)
+        out = conv2d(conv, x.contiguous(memory_format=torch.channels_last))
+        expected = ref(x)
+        assert out.shape == expected.shape == (256, 8, 4, 4)
+        assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)
+        out.square().sum().backward()
+        expected.square().sum().backward()
+        assert torch.allclose(conv.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-5)
+        conv.weight.grad = ref.weight.grad = None
+    wide = torch.nn.Conv2d(8, 16, 1, stride=2, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(16, 8, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(conv2d(wide, x), wide(x))  # elsewhere: the conv itself

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ticketlab import pruners
-from ticketlab.masks import MASK_METHODS, Mask, MaskError, PruneContext, magnitude_prune, prunable, target_removed
+from ticketlab.pruners import zoo as pruners
+from ticketlab.masks import Mask, MaskError, PruneContext, magnitude_prune, prunable, target_removed
 from ticketlab.models import build_model
-from ticketlab.pruners import grasp_scores, snip_scores, synflow_scores
+from ticketlab.pruners import MASK_METHODS
+from ticketlab.pruners.zoo import grasp_scores, snip_scores, synflow_scores
 
 LAYERWISE = {"random", "l1", "ratios_from"}
 REFERENCE = {"snip", "grasp", "synflow", "random_global"}  # the released code's count (Synaptic-Flow's _global_mask)

@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO, same_weights, tiny_spec
 from helpers import slow_run  # noqa: F401  (registers the _slow tweak in this process too)
-from ticketlab.train import run
+from ticketlab.training import run
 
 pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 

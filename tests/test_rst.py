@@ -1,4 +1,4 @@
-"""RST (seed 003): λ's schedule by hand, the penalty gradient, the nested cycle masks, the extrusion in a
+"""RST (dlth): λ's schedule by hand, the penalty gradient, the nested cycle masks, the extrusion in a
 tiny run, the schedule check and a bitwise resume after a kill mid-transformation."""
 from types import SimpleNamespace
 
@@ -8,8 +8,8 @@ import torch
 from conftest import same_weights, tiny_spec
 from ticketlab.masks import Mask, PruneContext, covered
 from ticketlab.models import build_model
-from ticketlab.pruners import random_mask
-from ticketlab.train import Run, run
+from ticketlab.pruners.zoo import random_mask
+from ticketlab.training import Run, run
 from ticketlab.tweaks import TWEAKS, Tweak
 from ticketlab.tweaks.rst import cycle_masks, cycle_steps, rst_lambda
 
@@ -130,7 +130,6 @@ def mask_file(tmp_path_factory, digits_npz):
     """(mask file, dense init file, mask) of a random 80% ticket of a ResNet-20 at quarter width."""
     where = tmp_path_factory.mktemp("ticket")
     probe = Run(tiny_spec(digits_npz, model={"arch": "resnet20", "width": 0.25}), str(where / "probe"))
-    probe.setup()
     torch.save(probe.model.state_dict(), where / "init.pt")
     target = ticket(probe.model, 0.8)
     target.save(str(where / "m.pt"))

@@ -7,11 +7,11 @@ import torch
 import yaml
 
 from conftest import REPO, same_weights, tiny_spec
-from ticketlab import plan
+from ticketlab import layout, plan
 from ticketlab.config import ConfigError, load, validate
 from ticketlab.masks import covered, magnitude_prune, prunable
 from ticketlab.models import build_model
-from ticketlab.train import Run, lr_at, run
+from ticketlab.training import Run, lr_at, run
 from ticketlab.tweaks import TWEAKS, Tweak
 
 
@@ -66,13 +66,12 @@ def test_replicas_share_init_and_mask_and_differ_in_data_order(demo_cfg):
     assert rep["order_seed"] == 2_000_042 and "order_seed" not in base
     assert rep["name"].endswith("/imp/s36.00/lth@o2")
     with pytest.raises(ValueError, match="replica suffix"):
-        plan.split_replica("lth@ox")
+        layout.split_replica("lth@ox")
 
 
 def test_order_seed_changes_the_data_order_only(tmp_path, digits_npz):
     a = Run(tiny_spec(digits_npz), str(tmp_path / "a"))
     b = Run(tiny_spec(digits_npz, order_seed=7), str(tmp_path / "b"))
-    a.setup(), b.setup()
     assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
     xa, _ = a.ctx.batches()
     xb, _ = b.ctx.batches()
@@ -114,7 +113,6 @@ class FlipAtStep(Tweak):
 
 def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz, killed_run):
     probe = Run(tiny_spec(digits_npz), str(tmp_path / "probe"))
-    probe.setup()
     mask = magnitude_prune({k: p.detach() for k, p in prunable(probe.model).items()}, 0.5)
     mask.save(str(tmp_path / "m.pt"))
     spec = tiny_spec(digits_npz, mask=str(tmp_path / "m.pt"), tweaks={"_flip_test": {}})

@@ -1,4 +1,4 @@
-"""Seed 001: the jackpot conditions on a hand-made tidy table, Table E.1 generated from the demo and paper
+"""sanity: the jackpot conditions on a hand-made tidy table, Table E.1 generated from the demo and paper
 configurations, and weight rewinding (WR) as the config plans it: T - t epochs at the LRs of epochs t+1..T."""
 import copy
 import math
@@ -11,10 +11,11 @@ import yaml
 from conftest import REPO, tiny_spec
 from ticketlab import plan
 from ticketlab.artefacts import read_paper
-from ticketlab.artefacts.sanity import _all, e1_table, jackpot, paper_verdicts
+from ticketlab.artefacts.jackpot import _all, jackpot, paper_verdicts
+from ticketlab.artefacts.sanity import e1_table
 from ticketlab.config import validate
 from ticketlab.masks import covered, magnitude_prune
-from ticketlab.train import Run, lr_at
+from ticketlab.training import Run, lr_at
 
 PAPER = REPO / "config" / "paper" / "sanity.yaml"  # the demo is config/config.yaml itself
 
@@ -173,7 +174,6 @@ def test_weight_rewinding_trains_T_minus_t_epochs_at_the_learning_rates_of_epoch
     # stand-ins for the dense run's epoch-1 weights and the mask, for a quarter-width network
     model = {"arch": "resnet20", "width": 0.25}
     probe = Run(tiny_spec(digits_npz, model=model), str(tmp_path / "probe"))
-    probe.setup()
     torch.save(probe.model.state_dict(), tmp_path / "rewind_e1.pt")
     magnitude_prune({k: p.detach() for k, p in covered(probe.model, "conv", ["first"]).items()},
                     0.36).save(str(tmp_path / "m.pt"))

@@ -1,4 +1,4 @@
-"""Seed 001 Appendix G: the correlation indicator R_p, and the analysis job that computes it from a run's
+"""sanity Appendix G: the correlation indicator R_p, and the analysis job that computes it from a run's
 rebuilt initial weights (an rr run's re-initialisation is not saved)."""
 import math
 
@@ -9,7 +9,7 @@ from conftest import tiny_spec
 from ticketlab.analysis.correlation import correlation_indicator, remaining, top_count
 from ticketlab.jobs import analyse
 from ticketlab.masks import Mask, MaskError, covered, magnitude_prune
-from ticketlab.train import Run, initial_weights, run
+from ticketlab.training import Run, initial_weights, run
 
 
 def test_identical_weights_give_one_at_every_p():
@@ -52,7 +52,6 @@ def test_hand_computed_case():
 
 def test_layers_outside_the_settings_are_rejected(tmp_path, digits_npz):
     r = Run(tiny_spec(digits_npz, model={"arch": "resnet20", "width": 0.25}), str(tmp_path))
-    r.setup()
     mask = Mask.ones_like(covered(r.model, "conv"))
     assert set(remaining(r.model, mask, "conv", [])) == set(mask)
     with pytest.raises(MaskError, match="outside layers='conv' keep_dense=\\['first'\\]"):
@@ -64,7 +63,6 @@ def test_rr_run_initial_weights_are_rebuilt_exactly_and_the_job_computes_rp(tmp_
     rebuilds them from the spec, bit for bit, and its R_p is the indicator of those and the final weights."""
     model = {"arch": "resnet20", "width": 0.25}
     probe = Run(tiny_spec(digits_npz, model=model), str(tmp_path / "probe"))
-    probe.setup()
     mask = magnitude_prune({k: p.detach() for k, p in covered(probe.model, "conv", ["first"]).items()}, 0.6)
     mask.save(str(tmp_path / "m.pt"))
     spec = tiny_spec(digits_npz, model=model, mask=str(tmp_path / "m.pt"), init={"from": "fresh", "reinit": True},

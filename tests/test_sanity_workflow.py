@@ -1,4 +1,4 @@
-"""Seed 001 (sanity checks) end to end at smoke scale (the session's smoke run of the whole demo: tests/smoke.yaml
+"""sanity (sanity checks) end to end at smoke scale (the session's smoke run of the whole demo: tests/smoke.yaml
 gives the sanity experiments one sparsity, 36%, and two epochs with rewinding to epoch 1), its caching, and the
 paper configuration's dry run with exact job counts."""
 import json

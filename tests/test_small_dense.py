@@ -1,6 +1,6 @@
-"""The small-dense baseline (seed 001 Appendix C, seed 004 Table 1): a dense network of the same architecture
+"""The small-dense baseline (sanity Appendix C, gradflow Table 1): a dense network of the same architecture
 whose parameter count is within 1% of the ticket's, for the papers' networks at full width on CIFAR shapes
-and IMP levels between 1 and 14, and inside a real run (match_params_of); with seed 004's Glorot init
+and IMP levels between 1 and 14, and inside a real run (match_params_of); with gradflow's Glorot init
 (the sparse_init tweak) its weights have Glorot's per-layer std."""
 import math
 
@@ -10,13 +10,13 @@ import torch
 from conftest import tiny_spec
 from ticketlab.masks import Mask, MaskError, PruneContext, covered, imp_sparsity, magnitude_prune, prunable
 from ticketlab.models import build_model
-from ticketlab.pruners import random_mask
+from ticketlab.pruners.zoo import random_mask
 from ticketlab.small_dense import count_params, small_dense_kwargs, ticket_params
-from ticketlab.train import Run
+from ticketlab.training import Run
 
 
 def ticket_mask(arch: str, num_classes: int, sparsity: float) -> Mask:
-    """A mask over every conv but the stem (seed 001's layers) removing exactly round(s * total) weights;
+    """A mask over every conv but the stem (sanity's layers) removing exactly round(s * total) weights;
     where they sit does not change the count. Shapes from a meta-device model (no memory)."""
     with torch.device("meta"):
         model = build_model(arch, num_classes)
@@ -52,27 +52,22 @@ def test_small_dense_count_is_within_one_percent_of_the_ticket(arch, classes, le
 def test_a_run_matches_the_tickets_count_and_rejects_another_architectures_mask(tmp_path, digits_npz):
     model = {"arch": "resnet20", "width": 0.5}
     probe = Run(tiny_spec(digits_npz, model=model), str(tmp_path / "probe"))
-    probe.setup()
     mask = magnitude_prune({k: p.detach() for k, p in covered(probe.model, "conv", ["first"]).items()}, 0.5904)
     mask.save(str(tmp_path / "ticket.pt"))
     r = Run(tiny_spec(digits_npz, model=model, match_params_of=str(tmp_path / "ticket.pt")), str(tmp_path / "sd"))
-    r.setup()
     target = ticket_params(model, 10, 1, 8, mask)
     built = sum(p.numel() for p in r.model.parameters())
     assert abs(built - target) <= 0.01 * target and built < sum(p.numel() for p in probe.model.parameters())
     assert not r.mask  # dense: the mask file only sets the size
 
     other = Run(tiny_spec(digits_npz, model={"arch": "vgg16", "width": 0.125}), str(tmp_path / "vgg"))
-    other.setup()
     Mask.ones_like(covered(other.model, "conv")).save(str(tmp_path / "vgg_mask.pt"))
-    wrong = Run(tiny_spec(digits_npz, model=model, match_params_of=str(tmp_path / "vgg_mask.pt")),
-                str(tmp_path / "bad"))
     with pytest.raises(MaskError, match="vgg_mask.pt"):
-        wrong.setup()
+        Run(tiny_spec(digits_npz, model=model, match_params_of=str(tmp_path / "vgg_mask.pt")), str(tmp_path / "bad"))
 
 
 def test_small_dense_with_seed_004s_glorot_init(tmp_path, digits_npz):
-    """Seed 004 (Appendix B.2: "Glorot scaling in all of our initializations, scale=1 and we average fan-in
+    """gradflow (Appendix B.2: "Glorot scaling in all of our initializations, scale=1 and we average fan-in
     fan-out"): a small-dense run with the sparse_init tweak at the config's seed-004 settings (method dense,
     scale 1, fan_avg) draws every conv / linear weight of the narrowed network from N(0, 2 / (fan_in +
     fan_out)), biases 0 (the same code as every other seed-004 run); without it PyTorch's default stays."""
@@ -86,7 +81,6 @@ def test_small_dense_with_seed_004s_glorot_init(tmp_path, digits_npz):
     for name, tweaks in (("glorot", glorot), ("default", {})):
         r = Run(tiny_spec(digits_npz, model=lenet, match_params_of=str(tmp_path / "ticket.pt"), tweaks=tweaks),
                 str(tmp_path / name))
-        r.setup()
         runs[name] = r
     r = runs["glorot"]
     assert not r.mask and sum(p.numel() for p in r.model.parameters()) < sum(p.numel() for p in model.parameters())

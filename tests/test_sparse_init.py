@@ -1,4 +1,4 @@
-"""Seed 004's sparse initialisations (tweaks/sparse_init.py) and the signal at init (Figure 1c), against
+"""gradflow's sparse initialisations (tweaks/sparse_init.py) and the signal at init (Figure 1c), against
 hand computations and the properties the paper states."""
 import math
 from types import SimpleNamespace
@@ -11,7 +11,7 @@ from conftest import tiny_spec
 from ticketlab.analysis.init_signal import init_signal
 from ticketlab.masks import Mask, prunable
 from ticketlab.models import build_model
-from ticketlab.train import Data, initial_weights
+from ticketlab.training import Data, initial_weights
 from ticketlab.tweaks import TWEAKS
 from ticketlab.tweaks.sparse_init import fans, reinitialise
 

@@ -53,7 +53,7 @@ def test_planning_imports_no_torch(tmp_path):
 
 
 def test_a_run_reports_its_time_by_part_and_logs_epochs_with_an_eta(digits_npz, tmp_path):
-    from ticketlab.train import TIMING, Run
+    from ticketlab.training import TIMING, Run
     lines = []
     r = Run(tiny_spec(digits_npz, tweaks={"scaling": {"iterations": 2}}, save_init=True), str(tmp_path / "r"),
             log=lines.append)

@@ -9,7 +9,7 @@ import torch
 from conftest import same_weights, tiny_spec
 from ticketlab.masks import magnitude_prune, prunable
 from ticketlab.models import build_model
-from ticketlab.train import Run, TrainingError, run
+from ticketlab.training import Run, TrainingError, run
 
 
 def state(path):
@@ -18,7 +18,6 @@ def state(path):
 
 def make_mask(tmp_path, data, sparsity=0.8):
     r = Run(tiny_spec(data), str(tmp_path / "probe"), device="cpu")
-    r.setup()
     mask = magnitude_prune({k: p.detach() for k, p in prunable(r.model).items()}, sparsity)
     path = str(tmp_path / "mask.pt")
     mask.save(path)
@@ -28,7 +27,6 @@ def make_mask(tmp_path, data, sparsity=0.8):
 def test_masked_weights_and_their_gradients_stay_zero(tmp_path, digits_npz):
     path, mask = make_mask(tmp_path, digits_npz)
     r = Run(tiny_spec(digits_npz, mask=path), str(tmp_path / "run"))
-    r.setup()
     r.train_epoch()
     params = dict(r.model.named_parameters())
     for k, m in mask.items():
@@ -51,7 +49,6 @@ def test_rewinding_loads_the_weights_of_that_exact_epoch(tmp_path, digits_npz):
     path, mask = make_mask(tmp_path, digits_npz)
     r = Run(tiny_spec(digits_npz, mask=path, init={"from": "file", "path": str(dense / "rewind_e2.pt")}),
             str(tmp_path / "rw"))
-    r.setup()
     rewound = state(dense / "rewind_e2.pt")
     for k, p in r.model.state_dict().items():
         expected = rewound[k] * mask[k] if k in mask else rewound[k]
@@ -95,7 +92,6 @@ def test_summary_reports_test_accuracy_at_best_validation_epoch(tmp_path, digits
 
 def test_nonfinite_loss_names_run_epoch_and_step(tmp_path, digits_npz):
     r = Run(tiny_spec(digits_npz, name="runX"), str(tmp_path / "r"))
-    r.setup()
     r.loss_fn = lambda logits, y, x: logits.sum() * float("nan")
     with pytest.raises(TrainingError, match=r"runX.*epoch 1, step 0"):
         r.train_epoch()
@@ -104,7 +100,7 @@ def test_nonfinite_loss_names_run_epoch_and_step(tmp_path, digits_npz):
 def test_weights_that_do_not_fit_are_rejected(tmp_path, digits_npz):
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "bad.pt")
     with pytest.raises(TrainingError, match="bad.pt"):
-        Run(tiny_spec(digits_npz, init={"from": "file", "path": str(tmp_path / "bad.pt")}), str(tmp_path / "r")).setup()
+        Run(tiny_spec(digits_npz, init={"from": "file", "path": str(tmp_path / "bad.pt")}), str(tmp_path / "r"))
 
 
 def test_summary_counts_the_trained_parameters_extras_included(tmp_path, digits_npz):

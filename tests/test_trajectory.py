@@ -5,8 +5,9 @@ import torch
 
 from conftest import tiny_spec
 from ticketlab import jobs
+from ticketlab.analysis.trajectory import monitors
 from ticketlab.masks import magnitude_prune, prunable
-from ticketlab.train import Data, Run, load_trained, load_weights, run
+from ticketlab.training import Data, Run, load_trained, load_weights, run
 
 MONITOR = {"epochs": 0, "hessian_batches": 2, "hessian_batch_size": 32, "hessian_max_iter": 5, "hessian_tol": 1e-3,
            "gradflow_every": 4, "gradflow_examples": 100, "seed": 0}
@@ -18,7 +19,6 @@ def weights(path):
 
 def masked_spec(tmp_path, data, **over):
     r = Run(tiny_spec(data), str(tmp_path / "probe"), device="cpu")
-    r.setup()
     mask = magnitude_prune({k: p.detach() for k, p in prunable(r.model).items()}, 0.7)
     mask.save(str(tmp_path / "mask.pt"))
     return tiny_spec(data, mask=str(tmp_path / "mask.pt"), **over)
@@ -41,16 +41,15 @@ def test_monitors_do_not_change_training_and_log_what_they_promise(tmp_path, dig
 def test_gradient_flow_logged_at_a_step_equals_a_direct_computation(tmp_path, digits_npz):
     """Re-run to step 4 by hand and compare with the logged value (independent of the hook's plumbing)."""
     from ticketlab.analysis.gradflow import gradient_flow
-    from ticketlab.train import fixed_examples
+    from ticketlab.training import fixed_examples
     spec = {**masked_spec(tmp_path, digits_npz), "monitor": MONITOR}
-    r = Run(spec, str(tmp_path / "r"))
-    r.setup()
+    cbs = monitors(MONITOR)
+    r = Run(spec, str(tmp_path / "r"), callbacks=cbs)
     r.train_epoch()
-    logged = {f["step"]: f["gradient_flow"] for f in r.flow}
+    logged = {f["step"]: f["gradient_flow"] for f in cbs[1].series}
     assert sorted(logged) == list(range(0, -(-len(r.data.split["train"][1]) // 128), 4))
     # the same model state at step 0: a fresh setup
     r0 = Run(spec, str(tmp_path / "r0"))
-    r0.setup()
     x, y = fixed_examples(r0.data, 100, 1)
     model = r0.model
     model.train()
@@ -73,7 +72,7 @@ def test_stop_after_gives_the_full_runs_weights_at_that_epoch(tmp_path, digits_n
 def test_analysed_ghost_model_is_the_trained_function(tmp_path, digits_npz):
     """A GSk run's exported final.pt (ghost stripped) rebuilt with the tweak at the end of training
     gives the training run's own test accuracy; unexported weights at the stop epoch load whole."""
-    from ticketlab.train import evaluate
+    from ticketlab.training import evaluate
     spec = tiny_spec(digits_npz, tweaks={"gsk": {"shape": "linear"}, "gsw": {}})
     s = run(spec, str(tmp_path / "g"))
     data = Data(digits_npz, torch.device("cpu"))

@@ -46,7 +46,7 @@ def test_kd_equals_hand_formula():
     expected = a * T * T * kl + (1 - a) * ce
     got = kd_loss(torch.tensor(LOGITS), torch.tensor(teacher), torch.tensor(Y), T, a).item()
     assert math.isclose(got, expected, rel_tol=1e-9)
-    # seed 000's section 3.2 form: L_KD = KL(q^T || p^T) alone (no T^2, no CE), one setting away
+    # spend's section 3.2 form: L_KD = KL(q^T || p^T) alone (no T^2, no CE), one setting away
     fn = tweaks.TWEAKS["kd"](temperature=T, form="kl").loss(
         SimpleNamespace(teacher=lambda: lambda x: torch.tensor(teacher)))
     assert math.isclose(fn(torch.tensor(LOGITS), torch.tensor(Y), None).item(), kl, rel_tol=1e-9)

@@ -83,7 +83,7 @@ def test_tost_paper_dry_run_plans_every_experiment_without_data(tmp_path):
     jobs = planned(out)
     for ds in ("cifar10", "cifar100", "tinyimagenet"):
         assert f"results/data/{ds}.npz" in out
-    # 13 experiments x 3 seeds of dense training; every ToST artefact and seed 000's A4 / Fig. 5
+    # 13 experiments x 3 seeds of dense training; every ToST artefact and spend's A4 / Fig. 5
     assert jobs["dense_tost"] == 13 * 3 and jobs["prepare_data"] == 3
     assert jobs["table"] == 6 and jobs["figure"] == 7
     # Table 1: 3 activations x 3 seeds; Fig. 8: perturbation of 2 variants; Fig. 10: 6 landscapes (seed 42);

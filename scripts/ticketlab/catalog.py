@@ -1,6 +1,7 @@
 """What planning needs to know of the registries, without importing torch: each tweak's settings schema
 and whether it needs a teacher, each mask method's weights (init or trained), each analysis kind's
-defaults and flags (arrays, needs_init, needs_reference).
+defaults and flags (arrays, needs_init, needs_reference, trains), each artefact kind's output (table or
+figure) and flags (files, shows, setup, config_only).
 
 The registries live in modules that import torch (2-3 s on this project's machines), which the Snakefile
 would pay on every `snakemake` call, a no-op included. So their declarations are read once from the
@@ -21,7 +22,7 @@ import sys
 import tempfile
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
-REGISTRIES = ("ticketlab.tweaks", "ticketlab.masks", "ticketlab.analysis")
+REGISTRIES = ("ticketlab.tweaks", "ticketlab.pruners", "ticketlab.analysis", "ticketlab.artefacts")
 KEEP = 8  # cache entries kept (the newest): a checkout or two and the edits between
 
 
@@ -44,14 +45,17 @@ def cache_dir() -> str:
 def read_registries() -> dict:
     """The declarations, from the registries themselves (imports torch)."""
     from .analysis import ANALYSES
-    from .masks import MASK_METHODS
+    from .artefacts import ANALYSIS_ARTEFACTS, ARTEFACTS
+    from .pruners import MASK_METHODS
     from .tweaks import TWEAKS
     return {
         "tweaks": {n: {"schema": t.schema, "needs_teacher": bool(getattr(t, "needs_teacher", False))}
                    for n, t in TWEAKS.items()},
         "masks": {n: {"weights": m.weights} for n, m in MASK_METHODS.items()},
         "analyses": {n: {"defaults": a.defaults, "arrays": a.arrays, "needs_init": a.needs_init,
-                         "needs_reference": a.needs_reference} for n, a in ANALYSES.items()},
+                         "needs_reference": a.needs_reference, "trains": a.trains} for n, a in ANALYSES.items()},
+        "artefacts": {n: {"output": k.output, "files": k.files, "shows": sorted(k.shows), "setup": k.setup,
+                          "config_only": k.config_only} for n, k in {**ARTEFACTS, **ANALYSIS_ARTEFACTS}.items()},
     }
 
 
@@ -81,12 +85,14 @@ def _cached(fingerprint: str) -> dict:
 
 def catalog() -> dict:
     """{"tweaks": {name: {schema, needs_teacher}}, "masks": {name: {weights}}, "analyses": {kind: {defaults,
-    arrays, needs_init, needs_reference}}}: live when the registries are imported, else from the cache."""
+    arrays, needs_init, needs_reference, trains}}, "artefacts": {kind: {output, files, shows, setup,
+    config_only}}}: live when the registries are imported, else from the cache."""
     if all(m in sys.modules for m in REGISTRIES):
         from .analysis import ANALYSES
-        from .masks import MASK_METHODS
+        from .artefacts import ANALYSIS_ARTEFACTS, ARTEFACTS
+        from .pruners import MASK_METHODS
         from .tweaks import TWEAKS
-        return _live(len(TWEAKS), len(MASK_METHODS), len(ANALYSES))
+        return _live(len(TWEAKS), len(MASK_METHODS), len(ANALYSES), len(ARTEFACTS) + len(ANALYSIS_ARTEFACTS))
     return _cached(_fingerprint_once())
 
 
@@ -104,6 +110,7 @@ def entry(section: str, name: str) -> dict:
     """One declaration, with the registries' error for an unknown name."""
     known = catalog()[section]
     if name not in known:
-        kind = {"tweaks": "tweak", "masks": "mask method", "analyses": "analysis kind"}[section]
+        kind = {"tweaks": "tweak", "masks": "mask method", "analyses": "analysis kind",
+                "artefacts": "artefact kind"}[section]
         raise KeyError(f"unknown {kind} {name!r}; known: {sorted(known)}")
     return known[name]

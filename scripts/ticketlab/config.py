@@ -11,12 +11,13 @@ import jsonschema
 import yaml
 
 from .catalog import catalog, entry
-from .defaults import MONITOR_DEFAULTS, imp_sparsity
+from .defaults import imp_sparsity
+from .layout import REPLICA, artefact_files
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 IMP_SNAP = 0.02  # a configured imp sparsity may be this far from a level: the papers label IMP levels
-                 # loosely ("95%" = 95.6%, seed 002's "85%" = 86.6%); the run uses the nearest level
+                 # loosely ("95%" = 95.6%, tost's "85%" = 86.6%); the run uses the nearest level
 
 
 class ConfigError(ValueError):
@@ -76,14 +77,46 @@ def validate(cfg: dict, schema: dict | None = None) -> dict:
 
 
 def _check_scale(cfg):
-    """A paper configuration names what it builds (`targets`), each at the paper's scale (plan.check_scale)."""
+    """A paper configuration names what it builds (`targets`), each at the paper's scale (check_scale)."""
     if cfg["scale"] != "paper":
         return
-    from .plan import check_scale
     if "targets" not in cfg:
         raise ConfigError("config error at targets: a paper configuration (scale: paper) lists the artefacts it builds")
     for i, aid in enumerate(cfg["targets"]):
         check_scale(cfg, aid, f"targets[{i}]")
+
+
+def demo_experiments(cfg, aid: str) -> list[str]:
+    """The experiments of artefact `aid` that read the bundled digits (the demo's stand-ins)."""
+    exps = cfg["experiments"]
+    return [e for e in cfg["artefacts"][aid].get("experiments", [])
+            if cfg["datasets"][exps[e]["dataset"]]["source"] == "digits"]
+
+
+def paper_configs_building(aid: str) -> list[str]:
+    """The paper configurations (config/paper/*.yaml) whose `targets` build artefact `aid`."""
+    out = []
+    for p in sorted((REPO / "config" / "paper").glob("*.yaml")):
+        with open(p) as f:
+            if aid in (yaml.safe_load(f) or {}).get("targets", []):
+                out.append(str(p.relative_to(REPO)))
+    return out
+
+
+def check_scale(cfg, aid: str, where: str | None = None) -> None:
+    """Under a paper configuration (scale: paper) an artefact whose experiments read the digits is refused:
+    it would mix the demo's stand-ins into a paper-scale artefact (or be one). The error names the paper
+    configuration that builds it. (Also checked when an artefact's runs are planned: plan.artefact_runs.)"""
+    demo = demo_experiments(cfg, aid) if cfg.get("scale") == "paper" else []
+    if not demo:
+        return
+    output = entry("artefacts", cfg["artefacts"][aid]["kind"])["output"]
+    others, target = paper_configs_building(aid), artefact_files(aid, output)[0]
+    hint = (f"{' or '.join(others)} builds it at paper scale: snakemake {target} --configfile {others[0]}" if others
+            else "no configuration in config/paper/ builds it at paper scale")
+    raise ConfigError(f"config error at {where or 'artefacts.' + aid}: this is a paper configuration (scale: paper) "
+                      f"but it configures artefact {aid!r} at demo scale only (experiments {', '.join(demo)} read "
+                      f"the bundled digits); {hint}")
 
 
 def _check_tweaks(cfg):
@@ -114,7 +147,6 @@ def _check_tweaks(cfg):
 
 
 def _check_variant(cfg, vname: str, v: dict):
-    from .plan import REPLICA
     where = f"variants.{vname}"
     if REPLICA in vname:
         raise ConfigError(f"config error at {where}: {REPLICA!r} is reserved for replicas (variant{REPLICA}<k>)")
@@ -141,19 +173,12 @@ def _check_variant(cfg, vname: str, v: dict):
                               f"{_where(err.absolute_path) if err.absolute_path else ''}: {err.message}")
 
 
-# artefact kind -> the analysis kinds it can show
-ANALYSIS_ARTEFACTS = {"activation_table": {"activations"}, "analysis_sparsity": {"hessian", "perturbation"},
-                      "curve_lines": {"trajectory", "perturbation"}, "landscape": {"landscape"},
-                      "ensemble_table": {"predictions"}, "basin_figure": {"interpolation"},
-                      "init_signal_lines": {"init_signal"}, "correlation_lines": {"correlation"}}
-
-
 def _check_analyses(cfg):
     for name, a in cfg["analyses"].items():
         where = f"analyses.{name}"
-        known = MONITOR_DEFAULTS if a["kind"] == "trajectory" else entry("analyses", a["kind"])["defaults"]
-        allowed = set(known) | {"kind"} | (
-            {"weights", "reference", "reference_dense"} if a["kind"] != "trajectory" else set())
+        kind = entry("analyses", a["kind"])
+        known = kind["defaults"]
+        allowed = set(known) | {"kind"} | (set() if kind["trains"] else {"weights", "reference", "reference_dense"})
         for k, v in a.items():
             if k not in allowed:
                 raise ConfigError(f"config error at {where}.{k}: unknown setting for kind {a['kind']!r}; "
@@ -163,9 +188,9 @@ def _check_analyses(cfg):
                 raise ConfigError(f"config error at {where}.{k}: expected {type(known[k]).__name__}, got {v!r}")
         if a.get("weights"):
             src = cfg["analyses"].get(a["weights"])
-            if src is None or src["kind"] != "trajectory":
+            if src is None or not entry("analyses", src["kind"])["trains"]:
                 raise ConfigError(f"config error at {where}.weights: {a['weights']!r} is not a trajectory analysis")
-        needs = a["kind"] != "trajectory" and entry("analyses", a["kind"])["needs_reference"]
+        needs = kind["needs_reference"]
         if needs != bool(a.get("reference")):
             raise ConfigError(f"config error at {where}: kind {a['kind']!r} " + (
                 "needs `reference` (the variant whose final weights it compares with)" if needs else
@@ -175,8 +200,8 @@ def _check_analyses(cfg):
 
 
 def _check_artefact_analysis(cfg, a: dict, where: str):
-    kinds = ANALYSIS_ARTEFACTS.get(a["kind"])
-    if kinds is None:
+    kinds = set(entry("artefacts", a["kind"])["shows"])  # the analysis kinds it can show (artefacts.artefact_kind)
+    if not kinds:
         if "analysis" in a:
             raise ConfigError(f"config error at {where}.analysis: kind {a['kind']!r} shows run summaries, not analyses")
         return
@@ -197,6 +222,22 @@ def _need(cfg, where, section, name):
 
 
 def _check_references(cfg):
+    """The names each section uses are defined, and the epochs runs start from are saved."""
+    _check_experiment_references(cfg)
+    _check_mask_references(cfg)
+    for rname, r in cfg["recipes"].items():
+        for k in r["save_epochs"]:
+            if k >= r["epochs"]:
+                raise ConfigError(f"config error at recipes.{rname}.save_epochs: "
+                                  f"{k} is not before the last epoch ({r['epochs']})")
+    for aname, a in cfg["artefacts"].items():
+        _check_artefact_references(cfg, aname, a)
+    for t in cfg.get("targets", []):
+        if t not in cfg["artefacts"]:
+            raise ConfigError(f"config error at targets: unknown artefact {t!r}")
+
+
+def _check_experiment_references(cfg):
     for ename, e in cfg["experiments"].items():
         for section in ("datasets", "models", "recipes"):
             _need(cfg, f"experiments.{ename}.{section[:-1]}", section, e[section[:-1]])
@@ -208,6 +249,9 @@ def _check_references(cfg):
                 if rewind and rewind not in recipe["save_epochs"]:
                     raise ConfigError(f"config error at masks.{mname}.rewind_epoch: epoch {rewind} is not in "
                                       f"recipes.{e['recipe']}.save_epochs {recipe['save_epochs']}")
+
+
+def _check_mask_references(cfg):
     for mname, m in cfg["masks"].items():
         if m.get("source_mask"):
             _need(cfg, f"masks.{mname}.source_mask", "masks", m["source_mask"])
@@ -226,58 +270,64 @@ def _check_references(cfg):
                 if mname in e["sparsities"] and m["from_epoch"] not in cfg["recipes"][e["recipe"]]["save_epochs"]:
                     raise ConfigError(f"config error at masks.{mname}.from_epoch: epoch {m['from_epoch']} is not in "
                                       f"recipes.{e['recipe']}.save_epochs (experiment {ename})")
-    for rname, r in cfg["recipes"].items():
-        for k in r["save_epochs"]:
-            if k >= r["epochs"]:
-                raise ConfigError(f"config error at recipes.{rname}.save_epochs: "
-                                  f"{k} is not before the last epoch ({r['epochs']})")
-    for aname, a in cfg["artefacts"].items():
-        where = f"artefacts.{aname}"
-        _normalise_lists(a, where)
-        _check_artefact_analysis(cfg, a, where)
-        if a["kind"] == "sparsity_table" and (len(a["experiments"]) > 1 or len(a["masks"]) > 1):
-            raise ConfigError(f"config error at {where}: a sparsity_table shows one experiment and one mask "
-                              f"(use grid_table for several)")
-        for i, s in enumerate(a.get("series", [])):  # series_lines: its points are the runs planned
-            for mask, v in s["points"]:
-                if mask not in a["masks"] or v not in a["variants"]:
-                    raise ConfigError(f"config error at {where}.series[{i}]: point [{mask}, {v}] needs {mask!r} in "
-                                      f"{where}.masks and {v!r} in {where}.variants")
-        for i, ename in enumerate(a["experiments"]):
-            _need(cfg, f"{where}.experiments[{i}]", "experiments", ename)
-            e = cfg["experiments"][ename]
-            if not set(a.get("seeds", e["seeds"])) & set(e["seeds"]):
-                raise ConfigError(f"config error at {where}.seeds: "
-                                  f"none of {a['seeds']} is a seed of experiment {ename!r}")
-            for mname in a["masks"]:
-                if mname != "dense" and mname not in e["sparsities"]:
-                    raise ConfigError(f"config error at {where}.masks: experiment {ename!r} lists no sparsities "
-                                      f"for mask {mname!r} (experiments.{ename}.sparsities)")
-        names = list(a["variants"]) + [a.get("baseline")] * ("baseline" in a) + list(a.get("difference", []))
-        for p in a.get("panels", []):
-            names += p["variants"] + p.get("mark_crossing", [])
-            if p.get("experiment") and p["experiment"] not in a["experiments"]:
-                raise ConfigError(f"config error at {where}.panels: "
-                                  f"experiment {p['experiment']!r} is not in {where}.experiments")
-        for v in names:
-            _need(cfg, f"{where}.variants", "variants", v)
-            var = cfg["variants"][v]
-            for ename in a["experiments"]:
-                recipe = cfg["experiments"][ename]["recipe"]
-                if var["init"] == "rewind" and var["rewind_epoch"] not in cfg["recipes"][recipe]["save_epochs"]:
-                    raise ConfigError(f"config error at variants.{v}.rewind_epoch: "
-                                      f"epoch {var['rewind_epoch']} is not in "
-                                      f"recipes.{recipe}.save_epochs (artefact {aname})")
-        for i, r in enumerate(a.get("rows", [])):
-            if r[2:] and r[2] not in a["experiments"]:
-                raise ConfigError(f"config error at {where}.rows[{i}]: "
-                                  f"experiment {r[2]!r} is not in {where}.experiments")
-        for v in a["replicas"] if isinstance(a.get("replicas"), dict) else []:
-            if v not in names:
-                raise ConfigError(f"config error at {where}.replicas.{v}: not a variant this artefact shows")
-    for t in cfg.get("targets", []):
-        if t not in cfg["artefacts"]:
-            raise ConfigError(f"config error at targets: unknown artefact {t!r}")
+
+
+def _check_artefact_references(cfg, aname: str, a: dict):
+    """Also normalises `experiment`/`mask` to the lists (in place)."""
+    where = f"artefacts.{aname}"
+    _normalise_lists(a, where)
+    _check_artefact_analysis(cfg, a, where)
+    if a["kind"] == "sparsity_table" and (len(a["experiments"]) > 1 or len(a["masks"]) > 1):
+        raise ConfigError(f"config error at {where}: a sparsity_table shows one experiment and one mask "
+                          f"(use grid_table for several)")
+    for i, s in enumerate(a.get("series", [])):  # series_lines: its points are the runs planned
+        for mask, v in s["points"]:
+            if mask not in a["masks"] or v not in a["variants"]:
+                raise ConfigError(f"config error at {where}.series[{i}]: point [{mask}, {v}] needs {mask!r} in "
+                                  f"{where}.masks and {v!r} in {where}.variants")
+    _check_artefact_experiments(cfg, a, where)
+    names = _check_artefact_variants(cfg, aname, a, where)
+    for i, r in enumerate(a.get("rows", [])):
+        if r[2:] and r[2] not in a["experiments"]:
+            raise ConfigError(f"config error at {where}.rows[{i}]: "
+                              f"experiment {r[2]!r} is not in {where}.experiments")
+    for v in a["replicas"] if isinstance(a.get("replicas"), dict) else []:
+        if v not in names:
+            raise ConfigError(f"config error at {where}.replicas.{v}: not a variant this artefact shows")
+
+
+def _check_artefact_experiments(cfg, a: dict, where: str):
+    for i, ename in enumerate(a["experiments"]):
+        _need(cfg, f"{where}.experiments[{i}]", "experiments", ename)
+        e = cfg["experiments"][ename]
+        if not set(a.get("seeds", e["seeds"])) & set(e["seeds"]):
+            raise ConfigError(f"config error at {where}.seeds: "
+                              f"none of {a['seeds']} is a seed of experiment {ename!r}")
+        for mname in a["masks"]:
+            if mname != "dense" and mname not in e["sparsities"]:
+                raise ConfigError(f"config error at {where}.masks: experiment {ename!r} lists no sparsities "
+                                  f"for mask {mname!r} (experiments.{ename}.sparsities)")
+
+
+def _check_artefact_variants(cfg, aname: str, a: dict, where: str) -> list[str]:
+    """The variants an artefact shows (variants, baseline, difference, its panels'): defined, with the rewind
+    epochs they need saved by each experiment's recipe. Returns them."""
+    names = list(a["variants"]) + [a.get("baseline")] * ("baseline" in a) + list(a.get("difference", []))
+    for p in a.get("panels", []):
+        names += p["variants"] + p.get("mark_crossing", [])
+        if p.get("experiment") and p["experiment"] not in a["experiments"]:
+            raise ConfigError(f"config error at {where}.panels: "
+                              f"experiment {p['experiment']!r} is not in {where}.experiments")
+    for v in names:
+        _need(cfg, f"{where}.variants", "variants", v)
+        var = cfg["variants"][v]
+        for ename in a["experiments"]:
+            recipe = cfg["experiments"][ename]["recipe"]
+            if var["init"] == "rewind" and var["rewind_epoch"] not in cfg["recipes"][recipe]["save_epochs"]:
+                raise ConfigError(f"config error at variants.{v}.rewind_epoch: "
+                                  f"epoch {var['rewind_epoch']} is not in "
+                                  f"recipes.{recipe}.save_epochs (artefact {aname})")
+    return names
 
 
 def snap(cfg: dict, mask: str, s: float, where: str) -> float:

@@ -1,4 +1,7 @@
-"""What each Snakemake job does, callable from the thin entry points in scripts/ and from tests."""
+"""What each Snakemake job does, callable from tests and, through run_job, from the rules' entry points
+(scripts/*.py -> ticketlab.entry, in the job server's children or directly). A job is described by a plain,
+picklable dict (entry.describe): its kind (one of JOBS, named by the rule's entry script), params, outputs
+(named as the rule names them), log and threads."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +11,8 @@ import sys
 import time
 
 import numpy as np
+
+from .layout import SUMMARY, cycles_dir
 
 
 @contextlib.contextmanager
@@ -28,9 +33,10 @@ def prepare_data(spec: dict, out: str) -> dict:
     return summary
 
 
-def train(spec: dict, outdir: str, threads: int = 1) -> dict:
-    from .train import run
-    return run(spec, outdir, threads)
+def train(spec: dict, outdir: str, threads: int = 1, started: float | None = None) -> dict:
+    """started: when the job's process started (its summary counts the start-up as job_start)."""
+    from .training import run
+    return run(spec, outdir, threads, job_started=started)
 
 
 def make_mask(spec: dict, out: str) -> None:
@@ -39,8 +45,9 @@ def make_mask(spec: dict, out: str) -> None:
     source of training batches (data-driven methods)."""
     import torch
 
-    from .masks import MASK_METHODS, Mask, MaskError, PruneContext, covered
-    from .train import Data, build, load_weights
+    from .masks import Mask, MaskError, PruneContext, covered
+    from .pruners import MASK_METHODS
+    from .training import Data, build, load_weights
 
     torch.manual_seed(spec.get("seed", 0))
     data = Data(spec["data"], torch.device("cpu"))
@@ -57,7 +64,7 @@ def make_mask(spec: dict, out: str) -> None:
     ctx = PruneContext(model=model, weights=weights, sparsity=spec["sparsity"], spec=spec, previous=previous,
                        source=source, generator=g,
                        batches=data.sampler(spec.get("batch_size", 256), {}, g),
-                       workdir=os.path.splitext(out)[0] + ".cycles")
+                       workdir=cycles_dir(out))
     mask = MASK_METHODS.get(spec["method"])(ctx)
     meta = {k: spec.get(k)
             for k in ("method", "sparsity", "layers", "keep_dense", "scope", "weights", "previous", "source")}
@@ -68,21 +75,20 @@ def make_mask(spec: dict, out: str) -> None:
         print(f"WARNING: layers pruned to nothing: {r['empty_layers']}")
 
 
-def analyse(spec: dict, out: str, threads: int = 1) -> dict:
-    """Run one registered analysis (ticketlab.analysis) on a trained run and write its JSON result,
+def analyse(spec: dict, out: str, threads: int = 1, arrays: str | None = None) -> dict:
+    """Run one registered analysis (ticketlab.analysis) on a trained run and write its JSON result to `out`,
     with the settings and the seconds it took. Kinds flagged needs_init / needs_reference also get the
-    weights the run started from / the reference run's final weights; a kind's arrays go to the .npz
-    beside the JSON (plan.arrays_path)."""
-    import time
-
+    weights the run started from / the reference run's final weights; a kind's arrays go to `arrays` (the
+    .npz output of rule analysis_arrays)."""
     import torch
 
     from .analysis import ANALYSES, COMMON
-    from .plan import arrays_path
-    from .train import Data, Fast, initial_weights, load_trained, pick_device
+    from .training import Data, Fast, initial_weights, live_param_counts, load_trained, pick_device
 
     run, a = spec["run"], spec["analysis"]
     kind = ANALYSES.get(a["kind"])
+    if kind.arrays and not arrays:
+        raise ValueError(f"analysis kind {a['kind']!r} writes arrays: it needs the path of its .npz")
     extra = {"init": initial_weights(run, threads)} if kind.needs_init else {}
     if kind.needs_reference:
         extra["reference"] = torch.load(spec["reference"], map_location="cpu", weights_only=True)
@@ -90,11 +96,11 @@ def analyse(spec: dict, out: str, threads: int = 1) -> dict:
     device = pick_device(run.get("device", "auto"))
     data = Data(run["data"], device)
     model, mask = load_trained(run, spec["weights"], data, spec["epochs"], device)
-    params = param_counts(model, mask)  # before the kind runs: what was analysed
+    params = live_param_counts(model, mask)  # before the kind runs: what was analysed
     t0 = time.time()
     result = kind(model, mask, data, {k: v for k, v in a.items() if k not in COMMON}, **extra)
     if kind.arrays:
-        _write_arrays(result.pop("arrays"), arrays_path(out))
+        _write_arrays(result.pop("arrays"), arrays)
     # analyses run in fp32, contiguous, uncompiled on the run's device (cuDNN's TF32 convolutions as torch's
     # default leaves them); the weights were trained in the run's numerics
     numerics = {"trained": summary_beside(spec["weights"]).get("numerics"),
@@ -108,44 +114,22 @@ def analyse(spec: dict, out: str, threads: int = 1) -> dict:
     return result
 
 
-def param_counts(model, mask) -> dict:
-    """The analysed model's trainable parameters as summary.json counts them: non-zero ones (after the mask,
-    extras such as Skip's 1x1 conv + BN included), all, and the mask's kept entries (None without a mask).
-    An extra skip path whose gate is 0 (a ghost skip after its removal) is not computed, so it is left out."""
-    off = {id(p) for m in model.modules() if getattr(m, "has_extra_skip", False) and m.skip_gate == 0.0
-           for name in m.EXTRA_MODULES for p in getattr(m, name).parameters()}
-    live = [p for p in model.parameters() if p.requires_grad and id(p) not in off]
-    return {"nonzero": sum(int((p != 0).sum()) for p in live), "total": sum(p.numel() for p in live),
-            "masked_kept": mask.kept if len(mask) else None}
-
-
 def summary_beside(path: str) -> dict:
     """The summary.json the training job that wrote `path` (its final.pt, metrics.csv, a trajectory's re-run)
     wrote beside it; {} if none."""
     try:
-        with open(os.path.join(os.path.dirname(path), "summary.json")) as f:
+        with open(os.path.join(os.path.dirname(path), SUMMARY)) as f:
             return json.load(f)
     except OSError:
         return {}
 
 
-def trajectory(spec: dict, out: str, threads: int = 1) -> dict:
-    """Re-train a run with its monitors on; the curves (accuracy and top Hessian eigenvalue per epoch,
-    gradient flow per step, and those the tweaks logged in ctx.log["curves"]) go to `out`, the re-run's
-    weights, metrics and summary beside it."""
-    from .train import Run
-    r = Run(spec, spec["name"], threads)
-    summary = r.run()
-    curves = {k: {"x": [row["epoch"] for row in r.rows], "y": [row[k] for row in r.rows]}
-              for k in ("train_acc", "val_acc", "test_acc", "test_loss", "top_eigenvalue") if k in r.rows[0]}
-    if r.flow:
-        curves["gradient_flow"] = {"x": [f["step"] for f in r.flow], "y": [f["gradient_flow"] for f in r.flow]}
-    curves.update(summary["tweak_log"].get("curves", {}))  # logged by tweaks, e.g. DST's gradient flow at mask updates
-    result = {"curves": curves, "milestones": spec["recipe"]["milestones"], "best_val_epoch": summary["best_val_epoch"],
-              "steps_per_epoch": -(-len(r.data.split["train"][1]) // spec["recipe"]["batch_size"]),
-              "analysis": spec["monitor"], "run": spec["name"], "seconds": summary["train_seconds"],
-              # the re-run's own: it measures as it trains
-              "params": summary.get("params"), "numerics": summary.get("numerics")}
+def trajectory(spec: dict, out: str, threads: int = 1, started: float | None = None) -> dict:
+    """Run an analysis kind that trains (flag `trains`, e.g. analysis.trajectory: the run re-trained with its
+    monitors on) and write its result (the curves) to `out`; the re-run's weights, metrics and summary go to
+    its directory (spec["name"])."""
+    from .analysis import ANALYSES
+    result = ANALYSES.get(spec["monitor"].get("kind", "trajectory"))(spec, spec["name"], threads, started)
     _write_json(result, out)
     return result
 
@@ -168,69 +152,45 @@ def make_artefact(spec: dict, variants: dict, rows: list[dict], paper: list[str]
     build(spec, variants, rows, paper, outputs, aid)
 
 
-def describe(smk) -> dict:
-    """The plain description of a Snakemake `script:` job that run_job needs (picklable, for the job server)."""
-    return {"rule": smk.rule, "started": _process_started(), "log": smk.log[0] if smk.log else None,
-            "threads": smk.threads,
-            "params": dict(smk.params.items()), "output": list(smk.output), "named_output": dict(smk.output.items()),
-            "paper": list(smk.input.paper) if hasattr(smk.input, "paper") else [],
-            "id": dict(smk.wildcards.items()).get("id")}
+def _train_job(job: dict) -> None:
+    train(job["params"]["spec"], os.path.dirname(job["output"][0]), job["threads"], job.get("started"))
 
 
-def _process_started() -> float | None:
-    """When this process started (time.time()), from /proc: what a job pays before its first line runs."""
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = float(f.read().rpartition(")")[2].split()[19])  # field 22: start time since boot
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+def _trajectory_job(job: dict) -> None:
+    trajectory(job["params"]["spec"], job["named_output"]["json"], job["threads"], job.get("started"))
+
+
+def _analysis_job(job: dict) -> None:
+    out = job["named_output"]
+    analyse(job["params"]["spec"], out["json"], job["threads"], arrays=out.get("arrays"))
+
+
+def _artefact_job(job: dict) -> None:
+    a = job["params"]["job"]
+    make_artefact(a["spec"], a["variants"], a["rows"], job["paper"], job["output"], job["id"])
+
+
+# What each kind of job runs, given its description; the rules' entry scripts name the kind
+# (scripts/train.py: main(snakemake, job="train")), so a rule's name never decides what runs.
+JOBS = {
+    "prepare_data": lambda job: prepare_data(job["params"]["spec"], job["output"][0]),
+    "train": _train_job,  # dense_<recipe>, retrain
+    "mask": lambda job: make_mask(job["params"]["spec"], job["named_output"]["mask"]),
+    "analysis": _analysis_job,  # analysis, analysis_arrays
+    "trajectory": _trajectory_job,
+    "artefact": _artefact_job,  # table, figure
+}
 
 
 def run_job(job: dict) -> None:
-    """Run a job (describe) by its rule name, its prints and errors in its log."""
-    rule, p, out = job["rule"], job["params"], job["output"]
-    if job.get("started") and (rule.startswith("dense_") or rule in ("retrain", "trajectory")):
-        from . import train as train_module
-        train_module.JOB_STARTED = job["started"]
+    """Run a job (entry.describe) by its kind (JOBS), its prints and errors in its log."""
     with logged(job["log"]):
         try:
-            if rule == "prepare_data":
-                prepare_data(p["spec"], out[0])
-            elif rule.startswith("dense_") or rule == "retrain":
-                train(p["spec"], os.path.dirname(out[0]), job["threads"])
-            elif rule == "mask":
-                make_mask(p["spec"], job["named_output"]["mask"])
-            elif rule in ("analysis", "analysis_arrays"):
-                analyse(p["spec"], out[0], job["threads"])
-            elif rule == "trajectory":
-                trajectory(p["spec"], job["named_output"]["json"], job["threads"])
-            elif rule in ("table", "figure"):
-                a = p["job"]
-                make_artefact(a["spec"], a["variants"], a["rows"], job["paper"], out, job["id"])
-            else:
-                raise ValueError(f"no job for rule {rule!r}")
+            if job.get("job") not in JOBS:
+                raise ValueError(f"no job of kind {job.get('job')!r}; kinds: {sorted(JOBS)}")
+            JOBS[job["job"]](job)
         except Exception:
             import traceback
             traceback.print_exc()
             raise
         sys.stdout.flush()
-
-
-def main(smk) -> None:
-    """Entry point of the rules' `script:` jobs: run the job in a child of the local job server (which
-    keeps torch imported; ticketlab.jobserver), or here when the server is off or out of reach."""
-    from . import jobserver
-    job = describe(smk)
-    if jobserver.enabled():
-        try:
-            status = jobserver.submit(job)
-        except (OSError, TimeoutError) as e:
-            print(f"ticketlab job server unavailable ({e}); running the job directly", file=sys.stderr)
-        else:
-            if status:
-                sys.exit(status)
-            return
-    run_job(job)

@@ -3,7 +3,7 @@ a fresh interpreter's imports (about 3 s per job on this project's CPU machines,
 trains), so the demo and the tests run in far less time. Results are the same: the job runs the same code
 in a fresh child process (jobs.run_job), with the client's environment and working directory.
 
-The rules' entry points (scripts/*.py -> jobs.main) submit their job to the server of the working
+The rules' entry points (scripts/*.py -> entry.main) submit their job to the server of the working
 directory (a Unix socket in .snakemake/), starting it when none answers; the server forks one child per
 job and exits after IDLE seconds without jobs (TICKETLAB_JOB_SERVER_IDLE, default 120). The client relays
 the job's exit status, forwards SIGTERM
@@ -72,7 +72,8 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 # ------------------------------------------------------------------------------------------------ client
 
 def submit(job: dict, workdir: str = ".") -> int:
-    """Run `job` (see jobs.run_job) in a child of the working directory's server; returns its exit status."""
+    """Run `job` (entry.describe; see jobs.run_job) in a child of the working directory's server; returns its
+    exit status."""
     for _ in range(3):
         conn = _connect(socket_path(workdir))
         try:
@@ -212,7 +213,7 @@ def serve(path: str) -> None:
     import torch  # noqa: F401
     import torch._inductor.config  # noqa: F401  (torch.use_deterministic_algorithms imports it: 2 s per job otherwise)
 
-    from . import jobs, train  # noqa: F401
+    from . import jobs, pruners, training  # noqa: F401
     from .analysis import ANALYSES  # noqa: F401
     from .artefacts import ARTEFACTS  # noqa: F401
     try:

@@ -1,4 +1,5 @@
-"""Pruning masks: the Mask object, the checks on load, and the mask-method registry.
+"""Pruning masks: the Mask object, the checks on load, and the pruning arithmetic the mask methods share
+(ticketlab.pruners holds the methods).
 
 Sparsity everywhere in ticketlab means the fraction of prunable weights REMOVED (0 = dense).
 A mask file holds boolean tensors keyed by parameter name; it is checked against the model
@@ -16,9 +17,7 @@ import torch
 from torch import nn
 
 from .defaults import MaskError, imp_level, imp_sparsity  # noqa: F401  (torch-free; re-exported)
-from .registry import Registry
-
-MASK_METHODS = Registry("mask method")
+from .layout import report_path
 
 
 def prunable(model: nn.Module, layers: str = "conv") -> dict[str, nn.Parameter]:
@@ -72,7 +71,7 @@ class Mask(dict):
         tmp = path + ".tmp"
         torch.save({"masks": {k: v.cpu() for k, v in self.items()}, "meta": meta}, tmp)
         os.replace(tmp, path)
-        with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        with open(report_path(path), "w") as f:
             json.dump({**self.report(), "meta": meta}, f, indent=1)
 
     @classmethod
@@ -199,29 +198,3 @@ class PruneContext:
     batches: Callable[[], tuple] | None = None      # -> (x, y), normalised training batches
     generator: torch.Generator | None = None        # for random draws
     workdir: str | None = None                      # methods that train (lth_iter): where their resumable runs go
-
-
-def mask_method(name: str, weights: str = "trained"):
-    """Register fn(ctx: PruneContext) -> Mask. weights: 'init' (prunes the dense initialisation,
-    e.g. SNIP) or 'trained' (prunes a trained network, e.g. IMP)."""
-    def deco(fn):
-        fn.weights = weights
-        return MASK_METHODS.register(name)(fn)
-    return deco
-
-
-@mask_method("imp")
-def imp_mask(ctx: PruneContext) -> Mask:
-    """One IMP level: global (or layer-wise) magnitude pruning of the weights trained under the
-    previous level's mask (none at level 1: the dense model) to the next level's sparsity."""
-    return magnitude_prune(ctx.weights, ctx.sparsity, ctx.previous, ctx.spec.get("scope", "global"))
-
-
-@mask_method("omp")
-def omp_mask(ctx: PruneContext) -> Mask:
-    """One-shot magnitude pruning of the trained dense model straight to the sparsity."""
-    return magnitude_prune(ctx.weights, ctx.sparsity, None, ctx.spec.get("scope", "global"))
-
-
-from . import pruners  # noqa: E402,F401  (register the zoo)
-from . import iterative  # noqa: E402,F401  (lth_iter: masks that train)

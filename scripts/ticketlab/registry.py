@@ -1,5 +1,13 @@
-"""A tiny name -> object registry; models, mask methods, tweaks and artefacts each keep one."""
+"""A tiny name -> object registry; models, mask methods, tweaks, analyses and artefacts each keep one.
+
+One registration style: a registry lives in its package's __init__, each entry in a module of the package is
+registered by a decorator, and the package imports all its modules (import_modules), so that adding an entry
+is adding a module.
+"""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 
 class Registry(dict):
@@ -21,3 +29,9 @@ class Registry(dict):
             return self[name]
         except KeyError:
             raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self)}") from None
+
+
+def import_modules(package: str, path) -> None:
+    """Import every module of a package (its registrations run): import_modules(__name__, __path__)."""
+    for m in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{m.name}")

@@ -1,5 +1,5 @@
-"""The small-dense baseline (seed 001, Appendix C: "a small-dense network with model size the same as
-||m||"; seed 004, Table 1 "Small Dense"): the same architecture with every width multiplied by one
+"""The small-dense baseline (sanity, Appendix C: "a small-dense network with model size the same as
+||m||"; gradflow, Table 1 "Small Dense"): the same architecture with every width multiplied by one
 factor, chosen so that its parameter count is as close as possible to the ticket's.
 
 The ticket's parameter count is the model's total minus the weights its mask removes (BatchNorm, biases
@@ -12,11 +12,11 @@ for the papers' networks at their IMP levels; tests/test_small_dense.py). Models
 meta device (no memory, no initialisation), so a search costs a few dozen to a few hundred constructions.
 
 Initialisation: the network found is built and initialised as any fresh run's (PyTorch's default), then
-the run's tweaks' on_init apply to it as to any other run. Seed 004's Small Dense follows its Appendix B.2
+the run's tweaks' on_init apply to it as to any other run. gradflow's Small Dense follows its Appendix B.2
 ("Glorot scaling in all of our initializations", scale 1, fan-in and fan-out averaged) through the same
 code as its other runs: the `sparse_init` tweak with method `dense` (N(0, 2 / (fan_in + fan_out)) per
 conv / linear weight over the narrowed layer's own fans, biases 0; the run has no mask, so nothing is
-masked). Seed 001's small-dense keeps PyTorch's default, as its other runs.
+masked). sanity's small-dense keeps PyTorch's default, as its other runs.
 """
 from __future__ import annotations
 

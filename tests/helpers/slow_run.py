@@ -20,7 +20,7 @@ class Slow(Tweak):
 
 
 if __name__ == "__main__":
-    from ticketlab.train import run
+    from ticketlab.training import run
     spec = json.loads(sys.argv[1])
     run(spec, sys.argv[2])
     sys.exit(0 if os.path.exists(os.path.join(sys.argv[2], "final.pt")) else 1)

@@ -2,20 +2,11 @@
 # JSON per run and analysis; `trajectory` analyses re-train the run with monitors switched on, so
 # runs that no figure monitors train at full speed; kinds with arrays (predictions, flattened weights)
 # also write an .npz beside the JSON. {run} is the run's path under results/runs.
-def _analyses(rule):
-    """The analysis names a rule makes (plan.analysis_rule: analysis, analysis_arrays or trajectory)."""
-    return "|".join(n for n in CFG["analyses"] if plan.analysis_rule(CFG, n) == rule) or "^$"
-
-
-def _analysis_spec(w):
-    return plan.analysis_spec(CFG, w.run, w.analysis)
-
-
 rule analysis:
     input:
         unpack(lambda w: plan.analysis_inputs(_analysis_spec(w))),
     output:
-        "results/analysis/{run}/{analysis}.json",
+        json="results/analysis/{run}/{analysis}.json",
     wildcard_constraints:
         run=r".+/seed\d+/.+",
         analysis=_analyses("analysis"),
@@ -75,4 +66,4 @@ rule trajectory:
     conda:
         "../../envs/ticketlab.yaml"
     script:
-        "../../scripts/analyse.py"
+        "../../scripts/trajectory.py"

@@ -1,18 +1,4 @@
 # Tables and figures: each reads the run summaries it lists and the paper's values.
-def _ids(kinds):
-    return "|".join(a for a, s in CFG["artefacts"].items() if s["kind"] in kinds) or "^$"
-
-
-def _artefact_inputs(w):
-    rows = plan.artefact_runs(CFG, w.id)
-    return {"runs": [r["path"] for r in rows], "arrays": [r["arrays"] for r in rows if "arrays" in r],
-            "paper": plan.paper_values(CFG, w.id)}
-
-
-def _artefact_job(w):
-    return plan.artefact_job(CFG, w.id)
-
-
 rule table:
     input:
         unpack(_artefact_inputs),
@@ -20,7 +6,7 @@ rule table:
         csv=report("results/tables/{id}.csv", category="Tables", labels={"id": "{id}"}),
         md="results/tables/{id}.md",
     wildcard_constraints:
-        id=_ids(plan.TABLE_KINDS),
+        id=_ids(plan.artefact_kinds("table")),
     params:
         job=_artefact_job,
     log:
@@ -42,7 +28,7 @@ rule figure:
         pdf="results/figures/{id}.pdf",
         csv="results/figures/{id}.csv",
     wildcard_constraints:
-        id=_ids(plan.FIGURE_KINDS),
+        id=_ids(plan.artefact_kinds("figure")),
     params:
         job=_artefact_job,
     log:

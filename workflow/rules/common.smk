@@ -1,9 +1,10 @@
-# Configuration check and the path layout (both in the ticketlab package, so tests use the same code).
-import os
+# Configuration check and the path layout (both in the ticketlab package, so tests use the same code),
+# and the functions the rule files call (snakemake --lint keeps functions out of the files with rules).
 import sys
 
 from ticketlab import plan
 from ticketlab.config import ConfigError, validate
+from ticketlab.devices import nvidia_gpu_visible
 
 try:
     CFG = validate(config)
@@ -29,7 +30,7 @@ def wc(w):
     return plan.W(**dict(w.items()))
 
 
-# What each job asks of the scheduler, per rule class, from the config's `resources:` (the one place
+# What each job asks of the scheduler, per class of rules, from the config's `resources:` (the one place
 # that maps rules to classes): data = prepare_data; train = dense_*, retrain, trajectory; mask;
 # analysis; artefact = table, figure.
 def job_threads(cls):
@@ -38,7 +39,7 @@ def job_threads(cls):
 
 
 def job_resources(cls):
-    """Snakemake resources of a rule class. runtime (minutes) grows with the attempt, so a retried job
+    """Snakemake resources of a class of rules. runtime (minutes) grows with the attempt, so a retried job
     (e.g. one killed at its time limit: training resumes from its checkpoint) gets more time; `gpu` is
     the SLURM plugin's GPU request (--gpus); gpu_slot counts the job against a local run's GPU pool."""
     r = CFG["resources"][cls]
@@ -52,10 +53,7 @@ def _local_gpu():
     """Whether local jobs will find a GPU, without importing torch at parse time (2-3 s on every call): an
     NVIDIA device node that CUDA_VISIBLE_DEVICES does not hide. It only sizes the local gpu_slot pool."""
     if CFG["device"] == "auto":
-        import glob
-
-        hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
-        return bool(glob.glob("/dev/nvidia[0-9]*")) and not hidden
+        return nvidia_gpu_visible()
     return CFG["device"] == "cuda"
 
 
@@ -64,3 +62,33 @@ def _local_gpu():
 # declare no pool, so every job is submitted with its own GPU request.
 if workflow.local_exec and "gpu_slot" not in workflow.global_resources and _local_gpu():
     workflow.register_resource("gpu_slot", CFG["resources"]["gpu_share"])
+
+
+# dense.smk: one rule per recipe, so the recipe comes from the loop, not a wildcard.
+def _dense_spec(recipe):
+    return lambda w: plan.dense_spec(CFG, plan.W(recipe=recipe, **dict(w.items())))
+
+
+# analysis.smk
+def _analyses(rule_name):
+    """The analysis names that one of the analysis rules makes (plan.analysis_rule), as a wildcard pattern."""
+    return "|".join(n for n in CFG["analyses"] if plan.analysis_rule(CFG, n) == rule_name) or "^$"
+
+
+def _analysis_spec(w):
+    return plan.analysis_spec(CFG, w.run, w.analysis)
+
+
+# artefacts.smk
+def _ids(kinds):
+    return "|".join(a for a, s in CFG["artefacts"].items() if s["kind"] in kinds) or "^$"
+
+
+def _artefact_inputs(w):
+    rows = plan.artefact_runs(CFG, w.id)
+    return {"runs": [r["path"] for r in rows], "arrays": [r["arrays"] for r in rows if "arrays" in r],
+            "paper": plan.paper_values(CFG, w.id)}
+
+
+def _artefact_job(w):
+    return plan.artefact_job(CFG, w.id)

@@ -1,8 +1,4 @@
 # Dense training, one rule per recipe because the saved rewind points (outputs) depend on the recipe.
-def _dense_spec(recipe):
-    return lambda w: plan.dense_spec(CFG, plan.W(recipe=recipe, **dict(w.items())))
-
-
 for _recipe in CFG["recipes"]:
 
     rule:

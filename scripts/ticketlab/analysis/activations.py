@@ -1,4 +1,4 @@
-"""Activation sparsity (seed 000 Table A1, seed 002 Table 1): % of activation outputs counted as zero per stage.
+"""Activation sparsity (spend Table A1, tost Table 1): % of activation outputs counted as zero per stage.
 
 `threshold` eps: an output a counts as zero when |a| <= eps; eps 0 counts exact zeros only. Swish and Mish
 almost never output an exact 0, so eps 0 gives them 0.00%; the papers' released measurement

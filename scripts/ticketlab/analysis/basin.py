@@ -1,4 +1,4 @@
-"""Lottery tickets and the pruning solution's basin (seed 004 §4.3, Table 2, Figure 5).
+"""Lottery tickets and the pruning solution's basin (gradflow §4.3, Table 2, Figure 5).
 
 predictions    class probabilities on a split (the test set), for test accuracy, ensembles and
                prediction disagreement (ticketlab.artefacts.basin computes them across runs)
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..training import evaluate, fixed_examples
 from . import analysis
 from .hessian import _loss_acc
 
@@ -87,7 +88,6 @@ def interpolation(model, mask, data, settings, init: dict, reference: dict) -> d
     the module docstring) and the loss along (1 - a) theta + a theta_ref for a in linspace(0, 1, steps),
     from theta_0 (curve `init`) and from theta_T (curve `final`), on `examples` fixed examples of the
     split (0 = all; the paper: the whole MNIST training set), eval mode, no augmentation."""
-    from ..train import evaluate, fixed_examples
     s = settings
     device = next(model.parameters()).device
     final = {k: v.detach().clone() for k, v in model.state_dict().items()}

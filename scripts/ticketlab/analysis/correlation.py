@@ -1,4 +1,4 @@
-"""The correlation indicator R_p of seed 001 (Appendix G): how many of the large-magnitude weights of a
+"""The correlation indicator R_p of sanity (Appendix G): how many of the large-magnitude weights of a
 run's initial weights are also large in its trained weights.
 
 For each layer l the masks cover, T_p(theta^l) is the set of positions of the k_l largest |w| among the

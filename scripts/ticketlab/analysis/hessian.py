@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..progress import Progress
+from ..training import fixed_examples
 from . import analysis
 
 
@@ -165,7 +166,6 @@ def density(model, mask, x, y, iters: int = 100, runs: int = 1, seed: int = 0):
 
 
 def _batches(data, settings):
-    from ..train import fixed_examples
     n, bs = settings["batches"], settings["batch_size"]
     x, y = fixed_examples(data, n * bs, settings["seed"], settings["split"])
     return [(x[i:i + bs], y[i:i + bs]) for i in range(0, len(y), bs)][:n]
@@ -212,9 +212,8 @@ def _loss_acc(model, x, y, batch_size: int = 1000) -> tuple[float, float]:
           examples=0, seed=0)
 def perturbation(model, mask, data, settings) -> dict:
     """Loss of theta + d * v along the top eigenvector v of the subnetwork's Hessian (on one training
-    batch), for d in linspace(-radius, radius, steps), on the split (Yao et al. 2020, as seed 000
-    Fig. 10 and seed 002 Fig. 8 use it)."""
-    from ..train import fixed_examples
+    batch), for d in linspace(-radius, radius, steps), on the split (Yao et al. 2020, as spend
+    Fig. 10 and tost Fig. 8 use it)."""
     s = settings
     x, y = fixed_examples(data, s["batch_size"], s["seed"], "train")
     values, vectors = top_eigenvalues(model, mask, x, y, 1, s["max_iter"], s["tol"], s["seed"])

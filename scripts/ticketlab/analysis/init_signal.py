@@ -1,4 +1,4 @@
-"""The signal of a sparse network at initialisation (seed 004, Figure 1c): the standard deviation of the
+"""The signal of a sparse network at initialisation (gradflow, Figure 1c): the standard deviation of the
 pre-softmax output for inputs drawn from N(0, 1), against sparsity, for the three initialisations of
 tweaks/sparse_init.py (masked dense, Liu et al., the paper's per-unit fan-in).
 
@@ -16,7 +16,7 @@ import copy
 import torch
 
 from ..masks import Mask, PruneContext, prunable
-from ..pruners import random_mask
+from ..pruners.zoo import random_mask
 from ..tweaks.sparse_init import METHODS, reinitialise
 from . import analysis
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..progress import Progress
+from ..training import fixed_examples
 from . import analysis
 from .hessian import _loss_acc
 
@@ -54,7 +55,6 @@ def loss_grid(model, directions: list[dict], coords: list[list[float]], x, y, ba
 def landscape(model, mask, data, settings) -> dict:
     """The loss surface around the trained weights on a fixed subset of the split (no augmentation),
     1-D or 2-D, coordinates linspace(-radius, radius, steps) along filter-normalised directions."""
-    from ..train import fixed_examples
     s = settings
     x, y = fixed_examples(data, s["examples"], s["seed"], s["split"])
     g = torch.Generator().manual_seed(s["seed"])

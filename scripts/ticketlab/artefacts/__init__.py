@@ -6,9 +6,10 @@ Skip's dense 1x1 convs included; summary["params"]["nonzero"], mean over seeds) 
 precision, summary["numerics"]); `paper` is the paper's values (columns sparsity [exact percent], printed,
 variant, value, source). Every kind writes both into its CSV and says them in its .md / figure (params_line,
 params_tags, extra_tag, numerics_line).
-Kinds that show analyses of runs (Hessian, landscape, activations, trajectories) are registered in
-analyses.ANALYSIS_ARTEFACTS instead and read each run's analysis JSON (see build and analyses.py).
-A new table or figure is a config entry using an existing kind, or one small function here."""
+Kinds that read their own files (analyses of runs: Hessian, landscape, activations, trajectories; metrics,
+mask reports) are registered in ANALYSIS_ARTEFACTS instead (artefact_kind(files=True); see build).
+A new table or figure is a config entry using an existing kind, or a new kind: one function in a module
+here, registered with @artefact_kind (what it writes and reads), plus its name in the schema's kind enum."""
 from __future__ import annotations
 
 import json
@@ -16,9 +17,30 @@ import math
 
 import pandas as pd
 
-from ..registry import Registry
+from ..registry import Registry, import_modules
 
-ARTEFACTS = Registry("artefact kind")
+ARTEFACTS = Registry("artefact kind")  # kinds of run summaries: fn(spec, tidy, paper, outputs)
+ANALYSIS_ARTEFACTS = Registry("analysis artefact kind")  # kinds that read their own files: see artefact_kind
+
+
+def artefact_kind(name: str, *, output: str, files: bool = False, shows: tuple = (), setup: bool = False,
+                  config_only: bool = False):
+    """Register an artefact kind with what planning needs to know of it (ticketlab.catalog; the rules, the
+    paths and the config checks follow from it):
+    output       'table' (results/tables/<id>.csv, .md) or 'figure' (results/figures/<id>.png, .pdf, .csv)
+    files        False: fn(spec, tidy, paper, outputs) on the runs' summaries (ARTEFACTS); True: the kind reads
+                 each row's own file (an analysis JSON, a metrics.csv, a mask report) and is called as
+                 fn(spec, results, paper, labels, outputs) (ANALYSIS_ARTEFACTS)
+    shows        the analysis kinds it can show (its config entry then names an `analysis` of one of them)
+    setup        it also gets the settings of its experiments (spec["setup"], plan.experiment_setup)
+    config_only  it reads no runs: the table is the configuration itself"""
+    if output not in ("table", "figure"):
+        raise ValueError(f"artefact kind {name!r}: output must be 'table' or 'figure', not {output!r}")
+
+    def deco(fn):
+        fn.output, fn.files, fn.shows, fn.setup, fn.config_only = output, files, tuple(shows), setup, config_only
+        return (ANALYSIS_ARTEFACTS if files else ARTEFACTS).register(name)(fn)
+    return deco
 PAPER_MATCH = 0.05  # percentage points between our sparsity and the paper's (both exact, 2 decimals)
 
 
@@ -207,9 +229,4 @@ def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[st
     ARTEFACTS.get(spec["kind"])(spec, tidy, paper, outputs)
 
 
-from . import figures, tables  # noqa: E402,F401  (register the kinds)
-from .analyses import ANALYSIS_ARTEFACTS  # noqa: E402
-from . import curves  # noqa: E402,F401  (series, per-epoch and per-layer curves)
-from . import initialisation  # noqa: E402,F401  (seed 004: methods x initialisations, signal at init)
-from . import basin  # noqa: E402,F401  (seed 004 §4.3: ensembles, disagreement, the pruning solution's basin)
-from . import sanity  # noqa: E402,F401  (seed 001: learning-rate lines, jackpot conditions, R_p, Table E.1)
+import_modules(__name__, __path__)  # every module here: the kinds register themselves

@@ -17,13 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..registry import Registry  # noqa: E402
-from . import (PAPER_MATCH, extra_tag, joined, numerics_line, numerics_of, paper_at, params_line,  # noqa: E402
+from . import (PAPER_MATCH, artefact_kind, extra_tag, joined, numerics_line, numerics_of, paper_at, params_line,  # noqa: E402
                params_of, params_reference, params_tags)
 from .figures import save  # noqa: E402
 from .tables import _num  # noqa: E402
 
-ANALYSIS_ARTEFACTS = Registry("analysis artefact kind")
 CELL = ["experiment", "mask", "sparsity", "variant"]
 
 
@@ -76,10 +74,10 @@ def threshold_line(thresholds) -> str:
     return f"Zero activations: {what(ts[0])} (the analysis's `threshold`; 0 = exact zeros)."
 
 
-@ANALYSIS_ARTEFACTS.register("activation_table")
+@artefact_kind("activation_table", output="table", files=True, shows=("activations",))
 def activation_table(spec, results, paper, labels, outputs):
-    """% zero activations (|a| <= the analysis's threshold) per stage. rows_by sparsity (seed 000 Table A1:
-    rows sparsity, columns stage x variant, ours then the paper's) or variant (seed 002 Table 1: rows
+    """% zero activations (|a| <= the analysis's threshold) per stage. rows_by sparsity (spend Table A1:
+    rows sparsity, columns stage x variant, ours then the paper's) or variant (tost Table 1: rows
     variant, columns stage; one table per sparsity)."""
     recs = [{**{k: r[k] for k in CELL + ["seed", "exact"]}, "stage": st, "value": v, "threshold": threshold_of(res),
              **fields(res)} for r, res in results for st, v in res["stages"].items()]
@@ -138,10 +136,10 @@ def _cell(cell, key):
     return [ours, _num(r["paper"])]
 
 
-@ANALYSIS_ARTEFACTS.register("analysis_sparsity")
+@artefact_kind("analysis_sparsity", output="figure", files=True, shows=("hessian", "perturbation"))
 def analysis_sparsity(spec, results, paper, labels, outputs):
     """A scalar of the analysis (`show`, e.g. the top Hessian eigenvalue) against sparsity, one series
-    per variant: lines (seed 000 Fig. 2) or grouped bars (Fig. A13)."""
+    per variant: lines (spend Fig. 2) or grouped bars (Fig. A13)."""
     field = spec["show"][0]
     for r, res in results:
         if not isinstance(res.get(field), (int, float)):
@@ -189,7 +187,7 @@ def _curves(results, names) -> pd.DataFrame:
     return tidy
 
 
-@ANALYSIS_ARTEFACTS.register("curve_lines")
+@artefact_kind("curve_lines", output="figure", files=True, shows=("perturbation", "trajectory"))
 def curve_lines(spec, results, paper, labels, outputs):
     """Curves of the analysis (`show`) per variant, mean ± std over seeds at each x: trajectories
     (x = epoch, or step for the gradient flow; LR decays dotted, best-validation epoch marked x) and
@@ -240,7 +238,7 @@ def curve_lines(spec, results, paper, labels, outputs):
     save(fig, spec, outputs, numerics_line(tidy))
 
 
-@ANALYSIS_ARTEFACTS.register("landscape")
+@artefact_kind("landscape", output="figure", files=True, shows=("landscape",))
 def landscape(spec, results, paper, labels, outputs):
     """One panel per variant (one row of panels per sparsity), the first seed of the rows shown:
     filled contours (style contour, default) or a surface (style surface) of the loss on the 2-D

@@ -1,4 +1,4 @@
-"""Artefact kinds of seed 004 §4.3: do lottery tickets re-learn the pruning solution?
+"""Artefact kinds of gradflow §4.3: do lottery tickets re-learn the pruning solution?
 
 ensemble_table (Table 2) reads `predictions` analyses: per row of the table (a group of runs: the
 replicas of a variant, or one variant over several seeds) the test accuracy, the accuracy of the
@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import joined, mean_of, numerics_line, params_line, params_tags  # noqa: E402
-from .analyses import ANALYSIS_ARTEFACTS, _md, _paper_value, fields  # noqa: E402
+from . import artefact_kind, joined, mean_of, numerics_line, params_line, params_tags  # noqa: E402
+from .analyses import _md, _paper_value, fields  # noqa: E402
 from .figures import save  # noqa: E402
 
 INTERVAL = 0.8  # Fig. 5: mean with 80% confidence intervals over the runs
@@ -105,9 +105,9 @@ def _cell(mean: float, std: float, n: int, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
-@ANALYSIS_ARTEFACTS.register("ensemble_table")
+@artefact_kind("ensemble_table", output="table", files=True, shows=("predictions",))
 def ensemble_table(spec, results, paper, labels, outputs):
-    """Seed 004 Table 2: one row per group of runs, ours mean ± std (ddof 1, over the runs; over the
+    """gradflow Table 2: one row per group of runs, ours mean ± std (ddof 1, over the runs; over the
     pairs for Disagree.) beside the paper's; every group is compared with the baseline run of its
     first seed, that run itself left out (5 Diff. Pruned: the 4 others, as the paper's footnote)."""
     same = spec.get("paper_experiments")
@@ -188,9 +188,9 @@ def interval(values: np.ndarray, level: float = INTERVAL) -> tuple[np.ndarray, n
 MARKERS = ["v", "o", "s", "^", "D", "P"]
 
 
-@ANALYSIS_ARTEFACTS.register("basin_figure")
+@artefact_kind("basin_figure", output="figure", files=True, shows=("interpolation",))
 def basin_figure(spec, results, paper, labels, outputs):
-    """Seed 004 Figure 5, one row of three panels per (experiment, mask, sparsity): (a) 2-D MDS of the
+    """gradflow Figure 5, one row of three panels per (experiment, mask, sparsity): (a) 2-D MDS of the
     runs' initial (hollow) and final (filled) points and the reference (star, labelled by labels.reference,
     default Prune), all on one mask; (b) test
     accuracy and mean L2 distance to the reference at the start (d_init) and the end (d_final), ours

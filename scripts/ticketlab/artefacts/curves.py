@@ -1,15 +1,15 @@
-"""Figure kinds of curves first needed by seed 003 (DLTH): accuracy along a series of tickets (cycles),
+"""Figure kinds of curves first needed by dlth (DLTH): accuracy along a series of tickets (cycles),
 a metric over the training epochs of runs (their metrics.csv), and the layer-wise sparsity of masks
 (their JSON reports).
 
 series_lines   (ARTEFACTS: the tidy frame of run summaries) accuracy against the position in each of
                `series` (a label and its [mask, variant] points, x = 1, 2, ...: e.g. LTH-Iter with 1..5
                cycles = five mask sets, RST with 1..5 cycles = five variants); one panel per experiment
-               and sparsity (seed 003 Fig. 4 at 70%, Fig. 5's lines one sparsity at a time).
+               and sparsity (dlth Fig. 4 at 70%, Fig. 5's lines one sparsity at a time).
 epoch_lines    (reads: metrics) columns of metrics.csv (`show`, e.g. test_acc) per epoch, one panel per
-               sparsity, a line per variant (seed 003 Fig. 3); drawn by analyses.curve_lines.
+               sparsity, a line per variant (dlth Fig. 3); drawn by analyses.curve_lines.
 layer_sparsity (reads: mask) the sparsity of every covered layer, in the network's order, a line per
-               sparsity, one panel per experiment and mask (seed 003 Fig. 9 / 10: GraSP's layer ratios).
+               sparsity, one panel per experiment and mask (dlth Fig. 9 / 10: GraSP's layer ratios).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..jobs import summary_beside  # noqa: E402
-from . import ARTEFACTS, extra_tag, numerics_line, params_reference  # noqa: E402
-from .analyses import ANALYSIS_ARTEFACTS, _sp, _stats, curve_lines  # noqa: E402
+from . import artefact_kind, extra_tag, numerics_line, params_reference  # noqa: E402
+from .analyses import _sp, _stats, curve_lines  # noqa: E402
 from .figures import legend_with_paper, save  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def series_points(spec: dict, tidy: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-@ARTEFACTS.register("series_lines")
+@artefact_kind("series_lines", output="figure")
 def series_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Mean ± std over seeds against the position in each series; the paper's values, where it gives
     them, as hollow markers on the right-hand axis (its own scale, as sparsity_lines)."""
@@ -83,7 +83,7 @@ def beside(path: str) -> dict:
     return {k: s[k] for k in ("params", "numerics") if k in s}
 
 
-@ANALYSIS_ARTEFACTS.register("epoch_lines")
+@artefact_kind("epoch_lines", output="figure", files=True)
 def epoch_lines(spec, results, paper, labels, outputs):
     """Per-epoch metrics of the runs (`show`), mean ± std over seeds, one panel per sparsity; params and
     numerics from each run's summary.json beside its metrics.csv."""
@@ -91,7 +91,7 @@ def epoch_lines(spec, results, paper, labels, outputs):
                 paper, labels, outputs)
 
 
-@ANALYSIS_ARTEFACTS.register("layer_sparsity")
+@artefact_kind("layer_sparsity", output="figure", files=True)
 def layer_sparsity(spec, results, paper, labels, outputs):
     """Sparsity (%) of each covered layer from the masks' reports, mean ± std over seeds, against the
     layer's position (1 = the first covered layer); one line per sparsity. Rows are masks' layers, not runs:

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import ARTEFACTS, extra_tag, numerics_line, params_reference  # noqa: E402
+from . import artefact_kind, extra_tag, numerics_line, params_reference  # noqa: E402
 
 
 def crossing(tidy: pd.DataFrame, first: str, second: str) -> float | None:
@@ -21,7 +21,7 @@ def crossing(tidy: pd.DataFrame, first: str, second: str) -> float | None:
     return None
 
 
-@ARTEFACTS.register("sparsity_lines")
+@artefact_kind("sparsity_lines", output="figure")
 def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """One panel per `panels` entry: mean ± std over seeds against sparsity (evenly spaced like the
     papers' axes); the dense value of each variant as a dashed line; the paper's values, where the

@@ -1,4 +1,4 @@
-"""Artefact kinds of seed 004 (sparse initialisation): a table of training methods x initialisations, and
+"""Artefact kinds of gradflow (sparse initialisation): a table of training methods x initialisations, and
 the signal at initialisation against sparsity.
 
 init_table          rows = methods, columns = initialisations (spec `grid`: rows [label, one variant per
@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import ARTEFACTS, joined, numerics_line, params_line, params_tags  # noqa: E402
-from .analyses import ANALYSIS_ARTEFACTS, _md, fields  # noqa: E402
+from . import artefact_kind, joined, numerics_line, params_line, params_tags  # noqa: E402
+from .analyses import _md, fields  # noqa: E402
 from .figures import save  # noqa: E402
 from .tables import _num  # noqa: E402
 
@@ -31,7 +31,7 @@ def _cell(r, tags: dict | None = None) -> str:
     return f"{ours}{tag} / {_num(r['paper'])}"
 
 
-@ARTEFACTS.register("init_table")
+@artefact_kind("init_table", output="table")
 def init_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Per experiment: the grid (one table per sparsity of its runs), then every other variant of the
     artefact with its sparsity."""
@@ -68,7 +68,7 @@ def init_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: lis
         f.write("\n".join(lines) + "\n")
 
 
-@ANALYSIS_ARTEFACTS.register("init_signal_lines")
+@artefact_kind("init_signal_lines", output="figure", files=True, shows=("init_signal",))
 def init_signal_lines(spec, results, paper, labels, outputs):
     """One panel: the output std at initialisation against the random masks' sparsity, one line per
     initialisation (mean ± std over the draws of every analysed run). Rows are random masks drawn on the

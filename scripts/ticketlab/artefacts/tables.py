@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from . import ARTEFACTS, numerics_line, params_line, params_tags
+from . import artefact_kind, numerics_line, params_line, params_tags
 
 
 def _num(x: float, sign: bool = False) -> str:
@@ -14,7 +14,7 @@ def _num(x: float, sign: bool = False) -> str:
     return f"{x:+.2f}" if sign else f"{x:.2f}"
 
 
-@ARTEFACTS.register("sparsity_table")
+@artefact_kind("sparsity_table", output="table")
 def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Rows: sparsity; columns: variants (ours mean ± std over seeds, then the paper's value), each
     with its difference to `baseline`; optional `difference` column (first minus second variant)."""
@@ -58,11 +58,11 @@ def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
         f.write("\n".join(lines) + "\n")
 
 
-@ARTEFACTS.register("grid_table")
+@artefact_kind("grid_table", output="table")
 def grid_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Rows: mask x variant (e.g. SNIP, SNIP + ToST), or the `rows` pairs given; columns: experiment
     x sparsity (e.g. ResNet-32 CIFAR-10 at 90/95/98%); each cell ours mean ± std over seeds and the
-    paper's value. A row of mask `dense` (e.g. [dense, lth]: the dense run, seed 002 Table 2's
+    paper's value. A row of mask `dense` (e.g. [dense, lth]: the dense run, tost Table 2's
     "[No Pruning]") has one value per experiment, shown in each of its sparsity columns (no 0% column)."""
     tidy.to_csv(outputs[0], index=False)
     tags = params_tags(tidy)
@@ -98,7 +98,7 @@ def grid_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: lis
 
 
 def summary_rows(key: pd.DataFrame, pairs: list[tuple[str, str]], cols: list[tuple[str, float]]) -> list[str]:
-    """Markdown rows Mean and Std of each column over the rows' means (std with ddof 0, as seed 003's
+    """Markdown rows Mean and Std of each column over the rows' means (std with ddof 0, as dlth's
     Table 4 over its cycle numbers): ours / the paper's (– unless the paper gives every row)."""
     out = []
     for name, stat in (("Mean", lambda x: x.mean()), ("Std", lambda x: x.std(ddof=0))):

@@ -16,7 +16,7 @@ ACTIVATIONS.register("mish")(nn.Mish)
 
 @ACTIVATIONS.register("pswish")
 class PSwish(nn.Module):
-    """Parametric Swish x*sigmoid(beta*x) (seed 002, 2.2): beta=1 is Swish, beta->inf tends to ReLU.
+    """Parametric Swish x*sigmoid(beta*x) (tost, 2.2): beta=1 is Swish, beta->inf tends to ReLU.
     `beta` is a plain float (not a parameter or buffer, so the state dict is that of the ReLU model);
     with `relu = True` the module computes exactly F.relu(x). The ghost tweak (tweaks/ghost.py) sets both."""
 
@@ -56,6 +56,21 @@ def is_extra(module: nn.Module) -> bool:
     return bool(getattr(module, "ticketlab_extra", False))
 
 
+def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x), except where oneDNN's AVX2 1x1 kernel (jit_1x1:avx2, oneDNN 3.12 in torch 2.13 and 2.14) writes
+    past its buffer and corrupts the heap: the weight gradient of a 1x1 conv with stride > 1 on 2 to 7 input
+    channels, channels-last fp32 on a CPU (e.g. ResNet-18 at width 1/16: the 4 -> 8 shortcut). There the same
+    sums are taken on the input subsampled by the stride, at stride 1, which another kernel computes. Nowhere
+    else does it change a thing (tests/test_models.py)."""
+    s = conv.stride
+    if (s != (1, 1) and conv.kernel_size == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+            and 2 <= conv.in_channels < 8 and x.device.type == "cpu" and x.dtype == torch.float32
+            and x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.is_autocast_enabled(x.device.type)):
+        return F.conv2d(x[:, :, ::s[0], ::s[1]], conv.weight, conv.bias, 1, 0, conv.dilation, 1)
+    return conv(x)
+
+
 class ConvBN(nn.Module):
     """conv (no bias) followed by BatchNorm2d. With extra_skip=True and kernel_size 3, adds an extra skip
     connection across the conv: out = bn(conv(x)) + skip_gate * skip_bn(skip_conv(x)), skip_conv a 1x1 conv
@@ -82,8 +97,8 @@ class ConvBN(nn.Module):
                 self.skip_conv.weight.fill_(EXTRA_SKIP_WEIGHT)
 
     def forward(self, x):
-        out = self.bn(self.conv(x))
+        out = self.bn(conv2d(self.conv, x))
         if self.has_extra_skip and self.skip_gate != 0.0:
-            skip = self.skip_bn(self.skip_conv(x))
+            skip = self.skip_bn(conv2d(self.skip_conv, x))
             out = out + (skip if self.skip_gate == 1.0 else self.skip_gate * skip)
         return out

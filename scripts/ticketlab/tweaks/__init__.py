@@ -6,11 +6,11 @@ A tweak is a subclass of `Tweak` in its own module of this package, registered w
   * change the initialised, masked model before training (`on_init`, e.g. layer-wise scaling),
   * replace the loss (`loss`, e.g. label smoothing or distillation),
   * change the model during training (`on_train_step`, called before every optimisation step with the
-    progress in epochs, e.g. the "ghost" schedules of seed 002),
+    progress in epochs, e.g. the "ghost" schedules of tost),
   * act on the gradients and the live mask after every backward pass (`after_backward`, e.g. RST's
     growing penalty, gradual pruning), before the optimiser steps,
   * change the live mask after every optimiser step (`after_step`, e.g. SET / RigL mask updates: the step
-    is taken under the old mask, then connections are dropped and grown, the order of seed 004's code), and
+    is taken under the old mask, then connections are dropped and grown, the order of gradflow's code), and
   * transform the state dict written as final.pt (`export`, e.g. strip the ghost skip parameters).
 One training step runs: on_train_step, forward, backward, after_backward, the gradients masked by the live
 mask, the optimiser step, the weights masked, after_step. After either mask hook returns True the run zeroes
@@ -31,13 +31,11 @@ Adding a tweak = one module here + a variant entry in the config.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Callable
 
 import torch
 
-from ..registry import Registry
+from ..registry import Registry, import_modules
 
 TWEAKS = Registry("tweak")
 
@@ -95,8 +93,7 @@ def overrides(tweak: Tweak, hook: str) -> bool:
     return getattr(type(tweak), hook) is not getattr(Tweak, hook)
 
 
-for _m in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_m.name}")
+import_modules(__name__, __path__)  # every module here: the tweaks register themselves
 
 
 def build(tweak_specs: dict[str, dict]) -> list[Tweak]:

@@ -1,10 +1,10 @@
-"""Architecture tweaks (seed 000, section 3.1): extra skip connections and smooth activations."""
+"""Architecture tweaks (spend, section 3.1): extra skip connections and smooth activations."""
 from . import TWEAKS, Tweak
 
 
 @TWEAKS.register("skip")
 class Skip(Tweak):
-    """A 1x1 conv + BN across every 3x3 conv, added before the activation (seed 000 Fig. 3)."""
+    """A 1x1 conv + BN across every 3x3 conv, added before the activation (spend Fig. 3)."""
 
     def model_kwargs(self):
         return {"extra_skip": True}

@@ -1,4 +1,4 @@
-"""Dynamic sparse training (seed 004, section 3.2 / 4.2): the live mask is updated during training.
+"""Dynamic sparse training (gradflow, section 3.2 / 4.2): the live mask is updated during training.
 
 set            SET (Mocanu et al. 2018): drop the lowest-|w| active connections, grow as many chosen uniformly
                at random among the connections inactive after the drop.
@@ -11,7 +11,7 @@ after the step: the optimiser steps under the old mask (gradients masked as on e
 masked, then (after_step) each covered layer drops k = floor(f_t * active) of its active connections, those
 with the smallest |w| after the step, and grows k, so its sparsity is the same after every update. This is
 the order of RigL's code (rigl/sparse_optimizers_base.py: apply_gradients runs the optimiser update, then
-cond_mask_update_op, whose drop score is |mask * w| of the updated weights) and of seed 004's own
+cond_mask_update_op, whose drop score is |mask * w| of the updated weights) and of gradflow's own
 (rigl/rigl_tf2/train.py: optimizer.apply_gradients, then mask_updater.update). As there (floor of the
 fraction, growth among all connections not kept by the drop), a dropped connection may be grown back,
 keeping its weight and momentum (reinit_when_same=False). Grown connections start at exactly zero (the step
@@ -24,9 +24,9 @@ function of the step, the weights, the step's gradient and the mask, so a resume
 
 When the run has a gradient-flow monitor (a trajectory analysis: ctx.gradient_flow), the gradient norm on the
 monitor's examples is measured just before and just after each update (after the step; dropped weights
-zeroed, grown ones at 0, as the next step sees them; seed 004's train.py measures at the same two points)
+zeroed, grown ones at 0, as the next step sees them; gradflow's train.py measures at the same two points)
 and logged as curves (ctx.log["curves"]: gradient_flow_before_update, gradient_flow_after_update and their
-difference gradient_flow_delta, x = step), seed 004 Figure 3.
+difference gradient_flow_delta, x = step), gradflow Figure 3.
 """
 from __future__ import annotations
 
@@ -47,10 +47,7 @@ def drop_fraction(params: dict, step: int, ctx) -> float:
     if decay == "cosine":
         return f * 0.5 * (1.0 + math.cos(math.pi * step / end_step(params, ctx)))
     if decay == "lr":
-        from ..train import lr_at  # (train imports the tweaks)
-        r = ctx.spec["recipe"]
-        lr = lr_at(r, step // ctx.steps_per_epoch, step, ctx.steps_per_epoch, ctx.total_steps)
-        return f * lr / r["lr"]
+        return f * ctx.lr_at(step) / ctx.spec["recipe"]["lr"]  # the run's schedule (training.schedule.lr_at)
     raise ValueError(f"unknown drop-fraction decay {decay!r}; known: {list(DECAYS)}")
 
 

@@ -1,4 +1,4 @@
-"""ToST's "ghost" tweaks (seed 002, section 2.2) and its name for layer-wise re-scaled init.
+"""ToST's "ghost" tweaks (tost, section 2.2) and its name for layer-wise re-scaled init.
 
 gsk  Ghost skip: the extra 1x1 conv + BN skips of `skip` (ConvBN extra_skip), their contribution gated by
      alpha, annealed from 1 to 0 so that alpha reaches 0 exactly at the first LR decay (progress =
@@ -10,8 +10,8 @@ gsw  Ghost Swish: every activation is a parametric Swish x*sigmoid(beta*x) whose
      milestones[0]). The paper only says "gradually increase" beta; the default beta_end = 20 makes PSwish
      within 0.28/beta = 0.014 of ReLU everywhere by the switch, so the swap is mild (the released code
      used a fixed beta = 2 and no switch).
-gsk_keep, gsw_keep  the same modules kept to the end (no annealing, no removal; seed 002 Figure 6).
-lrsi  layer-wise re-scaled initialisation = the `scaling` tweak (GradInit), under seed 002's name.
+gsk_keep, gsw_keep  the same modules kept to the end (no annealing, no removal; tost Figure 6).
+lrsi  layer-wise re-scaled initialisation = the `scaling` tweak (GradInit), under tost's name.
 
 Schedules: with t = min(progress / milestones[0], 1), shape "linear" ramps t, "cosine" (1 - cos(pi t)) / 2;
 alpha = 1 - ramp, beta = beta_start + (beta_end - beta_start) * ramp. Both are pure functions of progress,
@@ -145,4 +145,4 @@ class KeptSwish(GhostSwish):
 
 @TWEAKS.register("lrsi")
 class LRsI(Scaling):
-    """Layer-wise re-scaled initialisation (seed 002's "LRsI"): the `scaling` tweak, same settings."""
+    """Layer-wise re-scaled initialisation (tost's "LRsI"): the `scaling` tweak, same settings."""

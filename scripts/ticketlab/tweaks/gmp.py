@@ -1,4 +1,4 @@
-"""Gradual magnitude pruning during training (Zhu & Gupta 2018), seed 004's pruning run (section 4.3,
+"""Gradual magnitude pruning during training (Zhu & Gupta 2018), gradflow's pruning run (section 4.3,
 Table 3, Appendix B.1): the "pruning solution" whose mask and initialisation give the lottery ticket.
 
 The run starts dense: on_init puts an all-ones live mask over the covered layers (`layers`: conv + linear

@@ -1,4 +1,4 @@
-"""Random Sparse Network Transformation (RST, seed 003 "Dual Lottery Ticket Hypothesis", section 5).
+"""Random Sparse Network Transformation (RST, dlth "Dual Lottery Ticket Hypothesis", section 5).
 
 The run trains the DENSE network (needs_unpruned_init: the weights outside the ticket's random mask are
 not zeroed) with a growing L2 penalty ½·λ·||θ*||² on the weights θ* outside the mask (eq. 3): after every

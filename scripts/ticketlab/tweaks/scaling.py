@@ -1,4 +1,4 @@
-"""Layer-wise re-scaled initialisation ("Scaling" in seed 000, LRsI in seed 002), after GradInit
+"""Layer-wise re-scaled initialisation ("Scaling" in spend, LRsI in tost), after GradInit
 (Zhu et al. 2021), as the released code computes it (ToST `LRsI/gradinit_utils.py` with GradInit's
 `RescaleAdam`). Applied to the ticket's masked initialisation (mask first, then scale).
 

@@ -1,4 +1,4 @@
-"""Soft-label tweaks (seed 000, section 3.2): label smoothing and knowledge distillation."""
+"""Soft-label tweaks (spend, section 3.2): label smoothing and knowledge distillation."""
 import torch
 import torch.nn.functional as F
 
@@ -41,7 +41,7 @@ class LabelSmoothing(Tweak):
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float,
             alpha: float, form: str = "mixed") -> torch.Tensor:
     """form 'mixed' (Hinton et al.; the authors' earlier code): alpha*T^2*KL(softmax(t/T) || softmax(s/T))
-    (batch mean) + (1-alpha)*CE(s, y); form 'kl' (seed 000's section 3.2, L_KD = KL(q^T, p^T)): the KL term
+    (batch mean) + (1-alpha)*CE(s, y); form 'kl' (spend's section 3.2, L_KD = KL(q^T, p^T)): the KL term
     alone, unscaled (alpha unused). In fp32 whatever the logits' dtype (bf16 logits under autocast would give
     bf16 soft targets)."""
     student, teacher = at_least_fp32(student), at_least_fp32(teacher)

@@ -1,4 +1,4 @@
-"""Initialisation of sparse networks (seed 004, section 3.1 and Appendix A): every conv / linear weight is
+"""Initialisation of sparse networks (gradflow, section 3.1 and Appendix A): every conv / linear weight is
 drawn again after masking, before training, from N(0, std^2) with one of three variance rules.
 
 dense  the masked dense initialisation ("Original"): std = sqrt(scale / fan) with the layer's dense fan
@@ -13,9 +13,9 @@ fanin  the paper's Eq. (1) ("Ours", "+"): per output unit i, fan_in_i = its numb
 scale 2 with mode fan_in is He et al.'s rule (Eq. 1); scale 1 with fan_avg is Glorot's, which Appendix B.2
 says the MNIST runs used. The three rules share one standard-normal draw z per weight (so they differ only
 in scale, and at density 1 they coincide): z comes from a generator seeded by the seed the run built its
-model from (torch.initial_seed() after train.Run.setup: the run's seed, or reinit_seed for random
+model from (torch.initial_seed() after training.Run builds the model: the run's seed, or reinit_seed for random
 re-initialisation), so two runs of one seed draw the same z whatever their masks. That makes the lottery
-ticket of a pruning run that starts from this init (seed 004's `prune` variant) its init x its mask.
+ticket of a pruning run that starts from this init (gradflow's `prune` variant) its init x its mask.
 Biases of the re-drawn layers are set to zero (TensorFlow's default bias initialiser, which the
 authors' code uses; the signal at init then comes from the weights alone). Weights of layers a tweak
 adds (ticketlab_extra) keep their own initialisation.

@@ -9,7 +9,7 @@ Counts, by ranking scores with masks._prune_scores:
     sparsity, for synflow each round's density), the scores ranked in their own dtype, every score below
     the k-th smallest removed and ties at it up to k (the reference removes them all: see
     masks._reference_prune). count='reference' in _prune_scores.
-  - the others (random per layer, magnitude_init, l1, ratios_from; IMP/OMP in masks.py): exactly
+  - the others (random per layer, magnitude_init, l1, ratios_from; IMP/OMP in pruners.magnitude): exactly
     round(sparsity * total), globally or per layer for the layer-wise ones (random, l1, ratios_from).
 
 Settings (ctx.spec, defaults filled by the config schema; the same defaults apply here):
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .masks import (Mask, MaskError, PruneContext, _prune_scores, magnitude_prune, mask_method, reference_removed,
-                    target_removed)
+from ..masks import Mask, MaskError, PruneContext, _prune_scores, magnitude_prune, reference_removed, target_removed
+from . import mask_method
 
 DEFAULTS = {"batches": 1, "batch_size": 256, "bn_mode": "train", "temperature": 200.0, "rounds": 100,
             "scope": "global"}
@@ -109,7 +109,7 @@ def random_global_mask(ctx: PruneContext) -> Mask:
 @mask_method("ratios_from", weights="init")
 def ratios_from_mask(ctx: PruneContext) -> Mask:
     """Layer-wise ratios of another method's mask (ctx.source, same sparsity), positions uniform at
-    random: in every layer keep as many weights as the source keeps there, drawn uniformly (seed 003
+    random: in every layer keep as many weights as the source keeps there, drawn uniformly (dlth
     Table 5: RST with GraSP's layer-wise ratios). The source's own positions are not used."""
     src = ctx.source
     if src is None:
@@ -143,7 +143,7 @@ def magnitude_init_mask(ctx: PruneContext) -> Mask:
 
 @mask_method("l1", weights="trained")
 def l1_mask(ctx: PruneContext) -> Mask:
-    """Seed 003's L1 baseline: one-shot LAYER-WISE magnitude pruning of the trained dense model, every
+    """dlth's L1 baseline: one-shot LAYER-WISE magnitude pruning of the trained dense model, every
     prunable layer at the same ratio (then fine-tuned by the re-training variants). Always layer-wise:
     the `scope` setting is ignored."""
     return magnitude_prune(ctx.weights, ctx.sparsity, None, "layer")

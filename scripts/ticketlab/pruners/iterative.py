@@ -1,15 +1,15 @@
-"""Mask methods that train: LTH-Iter (seed 003's "LTH Iter-5"), iterative magnitude pruning in a given
+"""Mask methods that train: LTH-Iter (dlth's "LTH Iter-5"), iterative magnitude pruning in a given
 number of cycles of short pre-training, each rewound to the dense initialisation θ0.
 
 Cycle c = 1..C trains the network from θ0 under the previous cycle's mask (none at c = 1) with the
-recipe `cycle_recipe` (seed 003: 50 epochs, LR 0.1/0.01/0.001 at 0/25/37), then prunes its trained
+recipe `cycle_recipe` (dlth: 50 epochs, LR 0.1/0.01/0.001 at 0/25/37), then prunes its trained
 weights layer-wise by magnitude, among the weights still kept, to sparsity s_c = 1 - (1 - s)^(c/C)
 (the same fraction of the remaining weights every cycle; s_C = s exactly): the masks nest and the last
 is exactly the target in every covered layer (each removes round(s x n_layer), as `l1` and `omp` with
 scope layer). Unlike `imp`, whose levels are a fixed rate and whose chain runs the experiment's recipe
 as re-training jobs, the cycles here depend on the target sparsity, so they run inside the mask job.
 
-The trainings are ordinary runs (ticketlab.train.Run) in a work directory beside the mask file
+The trainings are ordinary runs (ticketlab.training.Run) in a work directory beside the mask file
 (`<mask>.cycles/cycle<c>/`, with the cycle's mask `mask<c>.pt`): a killed mask job resumes the cycle it
 was in from that run's checkpoint, and finished cycles (summary.json of the same spec) are not re-run.
 """
@@ -20,7 +20,11 @@ import os
 
 import torch
 
-from .masks import Mask, MaskError, PruneContext, magnitude_prune, mask_method
+from ..defaults import FAST_DEFAULTS
+from ..layout import FINAL, SUMMARY
+from ..masks import Mask, MaskError, PruneContext, magnitude_prune
+from ..training import Run, spec_hash
+from . import mask_method
 
 
 def cycle_sparsity(sparsity: float, cycle: int, cycles: int) -> float:
@@ -31,7 +35,6 @@ def cycle_sparsity(sparsity: float, cycle: int, cycles: int) -> float:
 def cycle_spec(spec: dict, workdir: str, cycle: int) -> dict:
     """The training run of one cycle: θ0 (spec['weights'], the dense run's init.pt), the previous cycle's
     mask, the cycle recipe, the mask's seed (the dense run's data order), the device settings."""
-    from .train import FAST_DEFAULTS
     return {"name": f"{workdir}/cycle{cycle}", "data": spec["data"], "model": spec["model"],
             "recipe": spec["cycle_recipe"], "seed": int(spec["seed"]),
             "mask": f"{workdir}/mask{cycle - 1}.pt" if cycle > 1 else None,
@@ -41,15 +44,14 @@ def cycle_spec(spec: dict, workdir: str, cycle: int) -> dict:
 
 def _trained(spec: dict, outdir: str) -> str:
     """final.pt of the cycle's run: trained now, resumed from its checkpoint, or already done."""
-    from .train import Run, spec_hash
-    summary = os.path.join(outdir, "summary.json")
+    summary = os.path.join(outdir, SUMMARY)
     if os.path.exists(summary):
         with open(summary) as f:
             done = json.load(f).get("spec")
         if done is not None and spec_hash(done) == spec_hash(spec):
-            return os.path.join(outdir, "final.pt")
+            return os.path.join(outdir, FINAL)
     Run(spec, outdir).run()
-    return os.path.join(outdir, "final.pt")
+    return os.path.join(outdir, FINAL)
 
 
 @mask_method("lth_iter", weights="init")
