@@ -91,8 +91,23 @@ def snakemake(workdir, *args, check=True):
     cmd = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--directory", str(workdir), "--cores", "2", *args]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{failed_jobs(workdir, p.stdout + p.stderr)}"
+                             f"\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p.stdout + p.stderr
+
+
+def failed_jobs(workdir, output: str) -> str:
+    """Snakemake's 'Error in rule' blocks and the end of each failed job's log: the last 4000 characters of
+    a long run's output rarely hold the job that failed."""
+    parts = []
+    for block in re.findall(r"Error in rule [^\n]*\n(?:[ \t]+[^\n]*\n?)*", output):
+        parts.append(block)
+        for logs in re.findall(r"^\s*log: ([^(\n]+)", block, flags=re.M):
+            for log in logs.replace(",", " ").split():
+                path = Path(workdir) / log
+                if path.is_file():
+                    parts.append(f"--- end of {log}:\n{path.read_text(errors='replace')[-3000:]}")
+    return "\n".join(parts) or "(no 'Error in rule' block in the output)"
 
 
 def planned(output: str) -> dict[str, int]:

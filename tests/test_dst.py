@@ -209,7 +209,7 @@ def test_an_update_step_steps_under_the_old_mask_then_grows_connections_at_zero(
     monkeypatch.setattr(RigL, "after_backward", observed)
     with pytest.raises(Enough):
         r.train_epoch()
-    rec = r.spec["recipe"]
+    rec = r.params["recipe"]
     wd, mu, lr = rec["weight_decay"], rec["momentum"], before["lr"]
     assert wd > 0 and mu > 0 and r.opt.param_groups[0]["weight_decay"] == wd and not rec.get("nesterov")
     grown_total = 0

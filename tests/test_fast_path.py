@@ -98,7 +98,7 @@ def test_helpers_are_no_ops_on_cpu():
 
 
 def mask_file(tmp_path, data):
-    r = Run(tiny_spec(data), str(tmp_path / "probe"), device="cpu", log=lambda *a: None)
+    r = Run(tiny_spec(data), str(tmp_path / "probe"), log=lambda *a: None)
     path = str(tmp_path / "mask.pt")
     magnitude_prune({k: p.detach() for k, p in prunable(r.model).items()}, 0.8).save(path)
     return path

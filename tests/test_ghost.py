@@ -185,7 +185,7 @@ def test_ghost_steps_see_the_progress(tmp_path, digits_npz, monkeypatch):
     monkeypatch.setattr(tweaks.TWEAKS["gsk"], "on_train_step", recording)
     r = Run(ghost_spec(digits_npz), str(tmp_path / "r"))
     r.train_epoch()
-    steps = -(-len(r.data.split["train"][1]) // r.spec["recipe"]["batch_size"])
+    steps = -(-len(r.data.split["train"][1]) // r.spec.recipe.batch_size)
     assert seen == [s / steps for s in range(steps)]
 
 

@@ -16,7 +16,7 @@ from ticketlab.tweaks import TWEAKS, Tweak
 
 
 def test_step_schedule_equals_torchs_multisteplr():
-    recipe = {"lr": 0.1, "milestones": [3, 5], "gamma": 0.1}
+    recipe = {"epochs": 8, "lr": 0.1, "milestones": [3, 5], "gamma": 0.1}
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [3, 5], 0.1)
     for epoch in range(8):
@@ -26,11 +26,11 @@ def test_step_schedule_equals_torchs_multisteplr():
 
 
 def test_cosine_and_warmup_by_hand():
-    cos = {"lr": 0.05, "milestones": [], "schedule": "cosine"}
+    cos = {"epochs": 10, "lr": 0.05, "milestones": [], "schedule": "cosine"}
     assert lr_at(cos, 0, 0, 10, 100) == 0.05
     assert lr_at(cos, 5, 50, 10, 100) == pytest.approx(0.025)
     assert lr_at(cos, 9, 100, 10, 100) == pytest.approx(0.0)
-    warm = {"lr": 0.1, "milestones": [100], "warmup": {"epochs": 10, "lr": 0.01}}
+    warm = {"epochs": 200, "lr": 0.1, "milestones": [100], "warmup": {"epochs": 10, "lr": 0.01}}
     assert lr_at(warm, 9, 95, 10, 2000) == 0.01 and lr_at(warm, 10, 100, 10, 2000) == 0.1
     linear = {**warm, "warmup": {"epochs": 2, "lr": 0.0, "shape": "linear"}}
     assert lr_at(linear, 0, 5, 10, 2000) == pytest.approx(0.025) and lr_at(linear, 2, 20, 10, 2000) == 0.1

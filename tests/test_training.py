@@ -17,7 +17,7 @@ def state(path):
 
 
 def make_mask(tmp_path, data, sparsity=0.8):
-    r = Run(tiny_spec(data), str(tmp_path / "probe"), device="cpu")
+    r = Run(tiny_spec(data), str(tmp_path / "probe"))
     mask = magnitude_prune({k: p.detach() for k, p in prunable(r.model).items()}, sparsity)
     path = str(tmp_path / "mask.pt")
     mask.save(path)

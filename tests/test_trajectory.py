@@ -18,7 +18,7 @@ def weights(path):
 
 
 def masked_spec(tmp_path, data, **over):
-    r = Run(tiny_spec(data), str(tmp_path / "probe"), device="cpu")
+    r = Run(tiny_spec(data), str(tmp_path / "probe"))
     mask = magnitude_prune({k: p.detach() for k, p in prunable(r.model).items()}, 0.7)
     mask.save(str(tmp_path / "mask.pt"))
     return tiny_spec(data, mask=str(tmp_path / "mask.pt"), **over)

@@ -1,7 +1,8 @@
 """What planning needs to know of the registries, without importing torch: each tweak's settings schema
 and whether it needs a teacher, each mask method's weights (init or trained), each analysis kind's
 defaults and flags (arrays, needs_init, needs_reference, trains), each artefact kind's output (table or
-figure) and flags (files, shows, setup, config_only).
+figure), flags (files, shows, setup, config_only) and settings (the config keys it reads beyond the keys
+every kind accepts, artefact_common).
 
 The registries live in modules that import torch (2-3 s on this project's machines), which the Snakefile
 would pay on every `snakemake` call, a no-op included. So their declarations are read once from the
@@ -45,7 +46,7 @@ def cache_dir() -> str:
 def read_registries() -> dict:
     """The declarations, from the registries themselves (imports torch)."""
     from .analysis import ANALYSES
-    from .artefacts import ANALYSIS_ARTEFACTS, ARTEFACTS
+    from .artefacts import ANALYSIS_ARTEFACTS, ARTEFACTS, COMMON
     from .pruners import MASK_METHODS
     from .tweaks import TWEAKS
     return {
@@ -55,7 +56,9 @@ def read_registries() -> dict:
         "analyses": {n: {"defaults": a.defaults, "arrays": a.arrays, "needs_init": a.needs_init,
                          "needs_reference": a.needs_reference, "trains": a.trains} for n, a in ANALYSES.items()},
         "artefacts": {n: {"output": k.output, "files": k.files, "shows": sorted(k.shows), "setup": k.setup,
-                          "config_only": k.config_only} for n, k in {**ARTEFACTS, **ANALYSIS_ARTEFACTS}.items()},
+                          "config_only": k.config_only, "settings": sorted(k.settings)}
+                      for n, k in {**ARTEFACTS, **ANALYSIS_ARTEFACTS}.items()},
+        "artefact_common": sorted(COMMON),
     }
 
 
@@ -86,7 +89,8 @@ def _cached(fingerprint: str) -> dict:
 def catalog() -> dict:
     """{"tweaks": {name: {schema, needs_teacher}}, "masks": {name: {weights}}, "analyses": {kind: {defaults,
     arrays, needs_init, needs_reference, trains}}, "artefacts": {kind: {output, files, shows, setup,
-    config_only}}}: live when the registries are imported, else from the cache."""
+    config_only, settings}}, "artefact_common": [key]}: live when the registries are imported, else from
+    the cache."""
     if all(m in sys.modules for m in REGISTRIES):
         from .analysis import ANALYSES
         from .artefacts import ANALYSIS_ARTEFACTS, ARTEFACTS

@@ -216,6 +216,17 @@ def _check_artefact_analysis(cfg, a: dict, where: str):
         raise ConfigError(f"config error at {where}: kind {a['kind']!r} needs `show` (what to plot)")
 
 
+def _check_artefact_settings(a: dict, where: str):
+    """Every key is one all kinds accept or one its kind reads (artefacts.artefact_kind settings=): the kind would
+    ignore any other. A key the schema fills on every artefact (metric, log, ...) is no one's at its default."""
+    own, common = entry("artefacts", a["kind"])["settings"], catalog()["artefact_common"]
+    props = config_schema()["properties"]["artefacts"]["additionalProperties"]["properties"]
+    for k, v in a.items():
+        if k not in common and k not in own and not ("default" in props[k] and v == props[k]["default"]):
+            raise ConfigError(f"config error at {where}.{k}: artefact kind {a['kind']!r} does not read {k!r} "
+                              f"(its settings: {', '.join(own) or 'none'})")
+
+
 def _need(cfg, where, section, name):
     if name not in cfg[section]:
         raise ConfigError(f"config error at {where}: unknown {section[:-1]} {name!r}; defined: {sorted(cfg[section])}")
@@ -276,7 +287,8 @@ def _check_artefact_references(cfg, aname: str, a: dict):
     """Also normalises `experiment`/`mask` to the lists (in place)."""
     where = f"artefacts.{aname}"
     _normalise_lists(a, where)
-    _check_artefact_analysis(cfg, a, where)
+    _check_artefact_analysis(cfg, a, where)  # first: its error says more of a misplaced `analysis`
+    _check_artefact_settings(a, where)
     if a["kind"] == "sparsity_table" and (len(a["experiments"]) > 1 or len(a["masks"]) > 1):
         raise ConfigError(f"config error at {where}: a sparsity_table shows one experiment and one mask "
                           f"(use grid_table for several)")

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from .layout import SUMMARY, cycles_dir
+from .specs import AnalysisJob, MaskJob
 
 
 @contextlib.contextmanager
@@ -47,30 +48,32 @@ def make_mask(spec: dict, out: str) -> None:
 
     from .masks import Mask, MaskError, PruneContext, covered
     from .pruners import MASK_METHODS
-    from .training import Data, build, load_weights
+    from .training import Data, architecture, load_weights
 
-    torch.manual_seed(spec.get("seed", 0))
-    data = Data(spec["data"], torch.device("cpu"))
-    model, _ = build({"model": spec["model"]}, data, with_tweaks=False)
-    load_weights(model, spec["weights"], allow_missing_extra=False)
-    weights = covered(model, spec["layers"], spec.get("keep_dense", []))
-    previous = Mask.load(spec["previous"], model) if spec.get("previous") else None
-    source = Mask.load(spec["source"], model) if spec.get("source") else None
-    for name, m in (("previous", previous), ("source", source)):
+    job = MaskJob.from_dict(spec)
+    spec, settings = job.params(), job.settings  # pruners read the settings from ctx.spec, as the config has them
+    torch.manual_seed(job.seed)
+    data = Data(job.data, torch.device("cpu"))
+    model = architecture(job.model, data)
+    load_weights(model, job.weights, allow_missing_extra=False)
+    weights = covered(model, settings["layers"], settings.get("keep_dense", []))
+    previous = Mask.load(job.previous, model) if job.previous else None
+    source = Mask.load(job.source, model) if job.source else None
+    for path, m in ((job.previous, previous), (job.source, source)):
         if m is not None and set(m) != set(weights):
-            raise MaskError(f"{spec[name]}: covers {len(m)} tensors, "
-                            f"but layers={spec['layers']!r} selects {len(weights)}")
-    g = torch.Generator().manual_seed(spec.get("seed", 0))
-    ctx = PruneContext(model=model, weights=weights, sparsity=spec["sparsity"], spec=spec, previous=previous,
+            raise MaskError(f"{path}: covers {len(m)} tensors, "
+                            f"but layers={settings['layers']!r} selects {len(weights)}")
+    g = torch.Generator().manual_seed(job.seed)
+    ctx = PruneContext(model=model, weights=weights, sparsity=job.sparsity, spec=spec, previous=previous,
                        source=source, generator=g,
-                       batches=data.sampler(spec.get("batch_size", 256), {}, g),
+                       batches=data.sampler(settings.get("batch_size", 256), {}, g),
                        workdir=cycles_dir(out))
-    mask = MASK_METHODS.get(spec["method"])(ctx)
+    mask = MASK_METHODS.get(job.method)(ctx)
     meta = {k: spec.get(k)
             for k in ("method", "sparsity", "layers", "keep_dense", "scope", "weights", "previous", "source")}
     mask.save(out, **meta)
     r = mask.report()
-    print(f"{out}: sparsity {r['sparsity']:.6f} (target {spec['sparsity']:.6f}), {r['kept']}/{r['total']} kept")
+    print(f"{out}: sparsity {r['sparsity']:.6f} (target {job.sparsity:.6f}), {r['kept']}/{r['total']} kept")
     if r["empty_layers"]:
         print(f"WARNING: layers pruned to nothing: {r['empty_layers']}")
 
@@ -85,17 +88,18 @@ def analyse(spec: dict, out: str, threads: int = 1, arrays: str | None = None) -
     from .analysis import ANALYSES, COMMON
     from .training import Data, Fast, initial_weights, live_param_counts, load_trained, pick_device
 
-    run, a = spec["run"], spec["analysis"]
+    job = AnalysisJob.from_dict(spec)
+    run, a = job.run, job.analysis
     kind = ANALYSES.get(a["kind"])
     if kind.arrays and not arrays:
         raise ValueError(f"analysis kind {a['kind']!r} writes arrays: it needs the path of its .npz")
     extra = {"init": initial_weights(run, threads)} if kind.needs_init else {}
     if kind.needs_reference:
-        extra["reference"] = torch.load(spec["reference"], map_location="cpu", weights_only=True)
+        extra["reference"] = torch.load(job.reference, map_location="cpu", weights_only=True)
     torch.set_num_threads(max(1, threads))
-    device = pick_device(run.get("device", "auto"))
-    data = Data(run["data"], device)
-    model, mask = load_trained(run, spec["weights"], data, spec["epochs"], device)
+    device = pick_device(run.device)
+    data = Data(run.data, device)
+    model, mask = load_trained(run, job.weights, data, job.epochs, device)
     params = live_param_counts(model, mask)  # before the kind runs: what was analysed
     t0 = time.time()
     result = kind(model, mask, data, {k: v for k, v in a.items() if k not in COMMON}, **extra)
@@ -103,12 +107,12 @@ def analyse(spec: dict, out: str, threads: int = 1, arrays: str | None = None) -
         _write_arrays(result.pop("arrays"), arrays)
     # analyses run in fp32, contiguous, uncompiled on the run's device (cuDNN's TF32 convolutions as torch's
     # default leaves them); the weights were trained in the run's numerics
-    numerics = {"trained": summary_beside(spec["weights"]).get("numerics"),
+    numerics = {"trained": summary_beside(job.weights).get("numerics"),
                 "analysed": Fast({"precision": "fp32", "channels_last": False}, device).resolved(False)}
-    result = {**result, "analysis": a, "run": run["name"], "weights": spec["weights"], "params": params,
+    result = {**result, "analysis": a, "run": run.name, "weights": job.weights, "params": params,
               "numerics": numerics, "seconds": time.time() - t0}
     if kind.needs_reference:
-        result["reference"] = spec["reference"]
+        result["reference"] = job.reference
     _write_json(result, out)
     print(f"{out}: {a['kind']} in {result['seconds']:.1f}s")
     return result

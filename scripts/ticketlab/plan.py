@@ -1,7 +1,9 @@
 """From a checked configuration to job specs: what each job reads and with which settings (paths: layout).
 
 Names in paths are configuration keys (dataset, model, recipe, mask set, variant); their settings
-travel to the jobs as params, so Snakemake re-runs a job when its settings change. The dense network
+travel to the jobs as params, so Snakemake re-runs a job when its settings change; each job's params are
+the params form of its typed spec (ticketlab.specs), which checks the keys and leaves new settings at their
+defaults out. The dense network
 is the mask set `dense` at s00.00, and its `lth` variant is the dense run itself; the IMP chain's
 `lth` run at level k is the run whose weights give level k+1's mask, so it runs once and serves both.
 """
@@ -11,19 +13,10 @@ from . import layout
 from .catalog import catalog, entry
 from .config import REPO, check_scale, snap
 from .defaults import FAST_DEFAULTS, imp_level, imp_sparsity
+from .specs import AnalysisJob, MaskJob, RunSpec, canonical
 from .layout import (FINAL, INIT, METRICS, SUMMARY, W, analysis_path, arrays_path, data_path, dense_dir,
                      dense_files, init_weights, mask_path, mask_report, parse_run, replica_names, run_dir, sp_value,
                      split_replica, trajectory_dir)
-
-
-def canonical(obj):
-    """Dicts with sorted keys, recursively: Snakemake compares params as text, so the order of keys
-    in a YAML file must not look like a change of settings."""
-    if isinstance(obj, dict):
-        return {k: canonical(obj[k]) for k in sorted(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [canonical(v) for v in obj]
-    return obj
 
 
 def exact_sparsity(cfg, mask: str, s: float) -> float:
@@ -42,10 +35,11 @@ def fast_settings(cfg) -> dict:
 
 
 def dense_spec(cfg, w) -> dict:
-    return canonical({"name": dense_dir(w), "data": data_path(w.dataset), "model": cfg["models"][w.model],
-            "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed), "mask": None,
-            "init": {"from": "fresh"}, "tweaks": {}, "teacher": None, "device": cfg["device"], **fast_settings(cfg),
-            "save_init": True, "save_epochs": cfg["recipes"][w.recipe]["save_epochs"]})
+    return RunSpec.from_dict({
+        "name": dense_dir(w), "data": data_path(w.dataset), "model": cfg["models"][w.model],
+        "recipe": recipe_for_retrain(cfg, w.recipe), "seed": int(w.seed), "mask": None,
+        "init": {"from": "fresh"}, "tweaks": {}, "teacher": None, "device": cfg["device"], **fast_settings(cfg),
+        "save_init": True, "save_epochs": cfg["recipes"][w.recipe]["save_epochs"]}).params()
 
 
 def dense_outputs(cfg, recipe: str) -> list[str]:
@@ -86,11 +80,12 @@ def retrain_spec(cfg, w) -> dict:
         init, mask, extra["match_params_of"] = {"from": "fresh"}, None, mask
     tweaks = {t: {**cfg["tweaks"].get(t, {}), **v["params"].get(t, {})} for t in v["tweaks"]}
     teacher = any(entry("tweaks", t)["needs_teacher"] for t in tweaks)
-    return canonical({"name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset),
-            "model": cfg["models"][w.model],
-            "recipe": {**recipe_for_retrain(cfg, w.recipe), **v.get("recipe", {})}, "seed": seed,
-            "mask": mask, "init": init, "tweaks": tweaks, **extra,
-            "teacher": f"{dense_dir(w)}/{FINAL}" if teacher else None, "device": cfg["device"], **fast_settings(cfg)})
+    return RunSpec.from_dict({
+        "name": run_dir(w, w.mask, s, w.variant), "data": data_path(w.dataset), "model": cfg["models"][w.model],
+        "recipe": {**recipe_for_retrain(cfg, w.recipe), **v.get("recipe", {})}, "seed": seed,
+        "mask": mask, "init": init, "tweaks": tweaks, **extra,
+        "teacher": f"{dense_dir(w)}/{FINAL}" if teacher else None, "device": cfg["device"],
+        **fast_settings(cfg)}).params()
 
 
 def spec_inputs(spec: dict) -> dict:
@@ -124,8 +119,9 @@ def mask_spec(cfg, w) -> dict:
     if m.get("cycle_recipe"):  # lth_iter trains in the mask job: the recipe's settings are the mask's settings
         trains = {"cycle_recipe": recipe_for_retrain(cfg, m["cycle_recipe"]), "device": cfg["device"],
                   **fast_settings(cfg)}
-    return canonical({**m, "sparsity": s, "weights": weights, "previous": previous, "source": source, **trains,
-                      "data": data_path(w.dataset), "model": cfg["models"][w.model], "seed": int(w.seed)})
+    return MaskJob.from_dict({**m, "sparsity": s, "weights": weights, "previous": previous, "source": source,
+                              **trains, "data": data_path(w.dataset), "model": cfg["models"][w.model],
+                              "seed": int(w.seed)}, f"masks.{w.mask}").params()
 
 
 def mask_inputs(spec: dict) -> dict:
@@ -157,8 +153,8 @@ def analysis_spec(cfg, run: str, name: str) -> dict:
     a = analysis_settings(cfg, name)
     epochs = spec["recipe"]["epochs"]
     if entry("analyses", a["kind"])["trains"]:  # a monitored re-run (analysis.trajectory)
-        return canonical({**spec, "name": trajectory_dir(run, name), "monitor": a,
-                          "stop_after": a["epochs"] or None, "export": False})
+        return RunSpec.from_dict({**spec, "name": trajectory_dir(run, name), "monitor": a,
+                                  "stop_after": a["epochs"] or None, "export": False}).params()
     weights = f"{spec['name']}/{FINAL}"
     if a.get("weights"):
         src = analysis_settings(cfg, a["weights"])
@@ -171,7 +167,8 @@ def analysis_spec(cfg, run: str, name: str) -> dict:
         src = (("dense", 0.0) if a.get("reference_dense")
                else (w.mask, exact_sparsity(cfg, w.mask, sp_value(w.sparsity))))
         extra["reference"] = f"{run_dir(w, *src, a['reference'])}/{FINAL}"
-    return canonical({"run": spec, "analysis": a, "weights": weights, "epochs": epochs, **extra})
+    return AnalysisJob.from_dict({"run": spec, "analysis": a, "weights": weights, "epochs": epochs, **extra},
+                                 f"analyses.{name}").params()
 
 
 def analysis_inputs(spec: dict) -> dict:

@@ -9,7 +9,8 @@ params_tags, extra_tag, numerics_line).
 Kinds that read their own files (analyses of runs: Hessian, landscape, activations, trajectories; metrics,
 mask reports) are registered in ANALYSIS_ARTEFACTS instead (artefact_kind(files=True); see build).
 A new table or figure is a config entry using an existing kind, or a new kind: one function in a module
-here, registered with @artefact_kind (what it writes and reads), plus its name in the schema's kind enum."""
+here, registered with @artefact_kind (what it writes and reads, and its own config keys: settings=), plus its
+name in the schema's kind enum."""
 from __future__ import annotations
 
 import json
@@ -23,8 +24,24 @@ ARTEFACTS = Registry("artefact kind")  # kinds of run summaries: fn(spec, tidy, 
 ANALYSIS_ARTEFACTS = Registry("analysis artefact kind")  # kinds that read their own files: see artefact_kind
 
 
+# The config keys every artefact kind accepts (plan and config read them for every kind; each kind its title),
+# and those the shared code path reads for every kind of a flag; an artefact entry's other keys must be among
+# its kind's own settings (artefact_kind(settings=...); config.py refuses the rest; the schema says what each means)
+COMMON = ("kind", "title", "variants", "experiment", "experiments", "mask", "masks")
+RUNS = ("seeds", "sparsities", "replicas", "rows")  # plan.artefact_runs: the runs shown (kinds that read runs)
+SUMMARIES = ("metric", "paper", "paper_experiments")  # build: the tidy frame of run summaries and the paper's values
+OWN_FILES = ("reads",)  # plan.artefact_runs: which file of each row (files=True, no shows: not an analysis)
+ANALYSIS = ("analysis",)  # plan.artefact_runs: the analysis shown (kinds with shows)
+
+
+def shared_settings(files: bool, shows: tuple, config_only: bool) -> tuple:
+    """The keys, beyond COMMON, that the shared code path reads for a kind of these flags."""
+    return ((() if config_only else RUNS) + (() if files else SUMMARIES) + (ANALYSIS if shows else ())
+            + (OWN_FILES if files and not shows and not config_only else ()))
+
+
 def artefact_kind(name: str, *, output: str, files: bool = False, shows: tuple = (), setup: bool = False,
-                  config_only: bool = False):
+                  config_only: bool = False, settings: tuple = ()):
     """Register an artefact kind with what planning needs to know of it (ticketlab.catalog; the rules, the
     paths and the config checks follow from it):
     output       'table' (results/tables/<id>.csv, .md) or 'figure' (results/figures/<id>.png, .pdf, .csv)
@@ -33,14 +50,20 @@ def artefact_kind(name: str, *, output: str, files: bool = False, shows: tuple =
                  fn(spec, results, paper, labels, outputs) (ANALYSIS_ARTEFACTS)
     shows        the analysis kinds it can show (its config entry then names an `analysis` of one of them)
     setup        it also gets the settings of its experiments (spec["setup"], plan.experiment_setup)
-    config_only  it reads no runs: the table is the configuration itself"""
+    config_only  it reads no runs: the table is the configuration itself
+    settings     the config keys of its own it reads from spec, and `paper` if it shows its `paper` frame
+                 (fn.settings: these after shared_settings of its flags); an artefact entry with a key neither
+                 in COMMON nor there is a config error"""
     if output not in ("table", "figure"):
         raise ValueError(f"artefact kind {name!r}: output must be 'table' or 'figure', not {output!r}")
 
     def deco(fn):
         fn.output, fn.files, fn.shows, fn.setup, fn.config_only = output, files, tuple(shows), setup, config_only
+        fn.settings = tuple(dict.fromkeys(shared_settings(files, shows, config_only) + tuple(settings)))
         return (ANALYSIS_ARTEFACTS if files else ARTEFACTS).register(name)(fn)
     return deco
+
+
 PAPER_MATCH = 0.05  # percentage points between our sparsity and the paper's (both exact, 2 decimals)
 
 
@@ -226,7 +249,7 @@ def build(spec: dict, variants_cfg: dict, rows: list[dict], paper_paths: list[st
     runs = read_runs(rows, spec["metric"])
     tidy = summarise(runs, paper, aid, spec["metric"], spec.get("paper_experiments"))
     tidy["label"] = [label(variants_cfg, v) for v in tidy["variant"]]
-    ARTEFACTS.get(spec["kind"])(spec, tidy, paper, outputs)
+    ARTEFACTS.get(spec["kind"])({**spec, "id": aid}, tidy, paper, outputs)
 
 
 import_modules(__name__, __path__)  # every module here: the kinds register themselves

@@ -74,7 +74,8 @@ def threshold_line(thresholds) -> str:
     return f"Zero activations: {what(ts[0])} (the analysis's `threshold`; 0 = exact zeros)."
 
 
-@artefact_kind("activation_table", output="table", files=True, shows=("activations",))
+@artefact_kind("activation_table", output="table", files=True, shows=("activations",),
+               settings=("rows_by", "paper", "paper_experiments"))
 def activation_table(spec, results, paper, labels, outputs):
     """% zero activations (|a| <= the analysis's threshold) per stage. rows_by sparsity (spend Table A1:
     rows sparsity, columns stage x variant, ours then the paper's) or variant (tost Table 1: rows
@@ -136,7 +137,8 @@ def _cell(cell, key):
     return [ours, _num(r["paper"])]
 
 
-@artefact_kind("analysis_sparsity", output="figure", files=True, shows=("hessian", "perturbation"))
+@artefact_kind("analysis_sparsity", output="figure", files=True, shows=("hessian", "perturbation"),
+               settings=("show", "style"))
 def analysis_sparsity(spec, results, paper, labels, outputs):
     """A scalar of the analysis (`show`, e.g. the top Hessian eigenvalue) against sparsity, one series
     per variant: lines (spend Fig. 2) or grouped bars (Fig. A13)."""
@@ -187,7 +189,8 @@ def _curves(results, names) -> pd.DataFrame:
     return tidy
 
 
-@artefact_kind("curve_lines", output="figure", files=True, shows=("perturbation", "trajectory"))
+@artefact_kind("curve_lines", output="figure", files=True, shows=("perturbation", "trajectory"),
+               settings=("show", "log", "twin"))
 def curve_lines(spec, results, paper, labels, outputs):
     """Curves of the analysis (`show`) per variant, mean ± std over seeds at each x: trajectories
     (x = epoch, or step for the gradient flow; LR decays dotted, best-validation epoch marked x) and
@@ -238,7 +241,7 @@ def curve_lines(spec, results, paper, labels, outputs):
     save(fig, spec, outputs, numerics_line(tidy))
 
 
-@artefact_kind("landscape", output="figure", files=True, shows=("landscape",))
+@artefact_kind("landscape", output="figure", files=True, shows=("landscape",), settings=("style", "clamp"))
 def landscape(spec, results, paper, labels, outputs):
     """One panel per variant (one row of panels per sparsity), the first seed of the rows shown:
     filled contours (style contour, default) or a surface (style surface) of the loss on the 2-D

@@ -105,7 +105,8 @@ def _cell(mean: float, std: float, n: int, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
-@artefact_kind("ensemble_table", output="table", files=True, shows=("predictions",))
+@artefact_kind("ensemble_table", output="table", files=True, shows=("predictions",),
+               settings=("baseline", "labels", "paper", "paper_experiments"))
 def ensemble_table(spec, results, paper, labels, outputs):
     """gradflow Table 2: one row per group of runs, ours mean ± std (ddof 1, over the runs; over the
     pairs for Disagree.) beside the paper's; every group is compared with the baseline run of its
@@ -188,7 +189,8 @@ def interval(values: np.ndarray, level: float = INTERVAL) -> tuple[np.ndarray, n
 MARKERS = ["v", "o", "s", "^", "D", "P"]
 
 
-@artefact_kind("basin_figure", output="figure", files=True, shows=("interpolation",))
+@artefact_kind("basin_figure", output="figure", files=True, shows=("interpolation",),
+               settings=("labels", "paper", "paper_experiments"))
 def basin_figure(spec, results, paper, labels, outputs):
     """gradflow Figure 5, one row of three panels per (experiment, mask, sparsity): (a) 2-D MDS of the
     runs' initial (hollow) and final (filled) points and the reference (star, labelled by labels.reference,

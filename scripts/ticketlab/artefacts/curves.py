@@ -36,7 +36,7 @@ def series_points(spec: dict, tidy: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-@artefact_kind("series_lines", output="figure")
+@artefact_kind("series_lines", output="figure", settings=("series", "x_label", "experiment_labels"))
 def series_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Mean ± std over seeds against the position in each series; the paper's values, where it gives
     them, as hollow markers on the right-hand axis (its own scale, as sparsity_lines)."""
@@ -83,7 +83,7 @@ def beside(path: str) -> dict:
     return {k: s[k] for k in ("params", "numerics") if k in s}
 
 
-@artefact_kind("epoch_lines", output="figure", files=True)
+@artefact_kind("epoch_lines", output="figure", files=True, settings=("show", "log", "twin"))
 def epoch_lines(spec, results, paper, labels, outputs):
     """Per-epoch metrics of the runs (`show`), mean ± std over seeds, one panel per sparsity; params and
     numerics from each run's summary.json beside its metrics.csv."""
@@ -91,7 +91,7 @@ def epoch_lines(spec, results, paper, labels, outputs):
                 paper, labels, outputs)
 
 
-@artefact_kind("layer_sparsity", output="figure", files=True)
+@artefact_kind("layer_sparsity", output="figure", files=True, settings=("experiment_labels", "mask_labels"))
 def layer_sparsity(spec, results, paper, labels, outputs):
     """Sparsity (%) of each covered layer from the masks' reports, mean ± std over seeds, against the
     layer's position (1 = the first covered layer); one line per sparsity. Rows are masks' layers, not runs:

@@ -21,7 +21,7 @@ def crossing(tidy: pd.DataFrame, first: str, second: str) -> float | None:
     return None
 
 
-@artefact_kind("sparsity_lines", output="figure")
+@artefact_kind("sparsity_lines", output="figure", settings=("panels",))
 def sparsity_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """One panel per `panels` entry: mean ± std over seeds against sparsity (evenly spaced like the
     papers' axes); the dense value of each variant as a dashed line; the paper's values, where the

@@ -31,7 +31,7 @@ def _cell(r, tags: dict | None = None) -> str:
     return f"{ours}{tag} / {_num(r['paper'])}"
 
 
-@artefact_kind("init_table", output="table")
+@artefact_kind("init_table", output="table", settings=("grid", "columns", "experiment_labels"))
 def init_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Per experiment: the grid (one table per sparsity of its runs), then every other variant of the
     artefact with its sparsity."""

@@ -130,7 +130,8 @@ def _mark(x) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else "✓" if x else "✗"
 
 
-@artefact_kind("jackpot_table", output="table", setup=True)
+@artefact_kind("jackpot_table", output="table", setup=True,
+               settings=(*JACKPOT_SETTINGS, "experiment_labels", "mask_labels"))
 def jackpot_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """The jackpot conditions (see `jackpot`) per group, mask, sparsity and ticket, the paper's verdict for
     the group beside ours (Appendix F.2 gives one per network/dataset, not per sparsity)."""

@@ -68,7 +68,7 @@ def _band(ax, x, line, color, style="o-", label=None):
         ax.fill_between(x, line["mean"] - line["std"], line["mean"] + line["std"], color=color, alpha=0.2)
 
 
-@artefact_kind("lr_lines", output="figure", setup=True)
+@artefact_kind("lr_lines", output="figure", setup=True, settings=("series", "experiment_labels"))
 def lr_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Mean ± std over seeds against the learning rate (log axis), one panel per group and sparsity, a
     line per series; a dense series (the pretrained network) appears in every panel of its group."""
@@ -98,7 +98,7 @@ def lr_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[
     save(fig, spec, outputs, numerics_line(d))
 
 
-@artefact_kind("remaining_lines", output="figure", setup=True)
+@artefact_kind("remaining_lines", output="figure", setup=True, settings=("series", "experiment_labels"))
 def remaining_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Mean ± std over seeds against the remaining weights (%, evenly spaced like the paper's axis), one
     panel per experiment (titled with its group and learning rate), a line per series; a dense series is
@@ -131,7 +131,8 @@ def remaining_lines(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs
 
 # ------------------------------------------------------------------------------------------- jackpot
 
-@artefact_kind("correlation_lines", output="figure", files=True, shows=("correlation",), setup=True)
+@artefact_kind("correlation_lines", output="figure", files=True, shows=("correlation",), setup=True,
+               settings=("series", "experiment_labels"))
 def correlation_lines(spec, results, paper, labels, outputs):
     """R_p against p (the `correlation` analysis), mean ± std over seeds, one panel per experiment (its
     group and learning rate), a line per series ([mask, variant] point: the dense run gives
@@ -231,7 +232,8 @@ def e1_table(spec: dict, paper: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(recs)
 
 
-@artefact_kind("hyperparameter_table", output="table", files=True, setup=True, config_only=True)
+@artefact_kind("hyperparameter_table", output="table", files=True, setup=True, config_only=True,
+               settings=("paper", "paper_experiments"))
 def hyperparameter_table(spec, results, paper, labels, outputs):
     """Table E.1 from the configuration actually used: rows the hyperparameters, a column pair (ours, the
     paper's) per set of experiments sharing every value but the learning rate (their LRs in the last row)."""

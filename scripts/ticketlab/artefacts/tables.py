@@ -14,7 +14,7 @@ def _num(x: float, sign: bool = False) -> str:
     return f"{x:+.2f}" if sign else f"{x:.2f}"
 
 
-@artefact_kind("sparsity_table", output="table")
+@artefact_kind("sparsity_table", output="table", settings=("baseline", "difference"))
 def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Rows: sparsity; columns: variants (ours mean ± std over seeds, then the paper's value), each
     with its difference to `baseline`; optional `difference` column (first minus second variant)."""
@@ -58,7 +58,7 @@ def sparsity_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs:
         f.write("\n".join(lines) + "\n")
 
 
-@artefact_kind("grid_table", output="table")
+@artefact_kind("grid_table", output="table", settings=("mask_labels", "experiment_labels", "summary_rows"))
 def grid_table(spec: dict, tidy: pd.DataFrame, paper: pd.DataFrame, outputs: list[str]) -> None:
     """Rows: mask x variant (e.g. SNIP, SNIP + ToST), or the `rows` pairs given; columns: experiment
     x sparsity (e.g. ResNet-32 CIFAR-10 at 90/95/98%); each cell ours mean ± std over seeds and the

@@ -23,6 +23,7 @@ import torch
 from ..defaults import FAST_DEFAULTS
 from ..layout import FINAL, SUMMARY
 from ..masks import Mask, MaskError, PruneContext, magnitude_prune
+from ..specs import RunSpec
 from ..training import Run, spec_hash
 from . import mask_method
 
@@ -35,11 +36,12 @@ def cycle_sparsity(sparsity: float, cycle: int, cycles: int) -> float:
 def cycle_spec(spec: dict, workdir: str, cycle: int) -> dict:
     """The training run of one cycle: θ0 (spec['weights'], the dense run's init.pt), the previous cycle's
     mask, the cycle recipe, the mask's seed (the dense run's data order), the device settings."""
-    return {"name": f"{workdir}/cycle{cycle}", "data": spec["data"], "model": spec["model"],
-            "recipe": spec["cycle_recipe"], "seed": int(spec["seed"]),
-            "mask": f"{workdir}/mask{cycle - 1}.pt" if cycle > 1 else None,
-            "init": {"from": "file", "path": spec["weights"]}, "tweaks": {}, "teacher": None,
-            "device": spec.get("device", "auto"), **{k: spec[k] for k in FAST_DEFAULTS if k in spec}}
+    return RunSpec.from_dict({
+        "name": f"{workdir}/cycle{cycle}", "data": spec["data"], "model": spec["model"],
+        "recipe": spec["cycle_recipe"], "seed": int(spec["seed"]),
+        "mask": f"{workdir}/mask{cycle - 1}.pt" if cycle > 1 else None,
+        "init": {"from": "file", "path": spec["weights"]}, "tweaks": {}, "teacher": None,
+        "device": spec.get("device", "auto"), **{k: spec[k] for k in FAST_DEFAULTS if k in spec}}).params()
 
 
 def _trained(spec: dict, outdir: str) -> str:

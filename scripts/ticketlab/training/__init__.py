@@ -1,32 +1,8 @@
 """Training: one run, dense or the re-training of a masked ticket with its tweaks.
 
-A run is described by a JSON-able `spec` (built by `ticketlab.plan` from the configuration):
-    data      prepared .npz (ticketlab.data)
-    model     {arch, width, ...}                     -> ticketlab.models.build_model
-    recipe    {epochs, batch_size, lr, momentum, weight_decay, nesterov, milestones, gamma,
-               augment: {crop_pad, flip}, eval_batch_size, schedule (step | cosine), warmup {epochs, lr, shape},
-               steps (stop after this many optimisation steps, cutting the last epoch short),
-               no_decay_bn_bias (no weight decay on 1-d parameters)}
-               The learning rate is a pure function of the step (schedule.lr_at), so a resumed run needs no
-               scheduler state.
-    seed      int: model init (fresh runs), batch order and augmentation
-    order_seed   int or absent: batch order and augmentation instead of `seed` (replicas of a run that share
-                 its initialisation and mask but see the data in another order)
-    start_epoch  int: the run starts after this epoch of the recipe (weight rewinding that trains T - t epochs
-                 with the schedule from epoch t on); default 0
-    match_params_of  a mask file, or absent: build the model with its widths reduced until its parameter count
-                 matches that ticket's (the small-dense baseline; ticketlab.small_dense)
-    mask      path of a mask file, or null (dense)
-    init      {"from": "fresh" | "file", "path": weights file, "reinit": bool, "reinit_seed": int}
-    tweaks    {name: params}                           -> ticketlab.tweaks
-    teacher   path of the teacher's weights (kd), or null
-    save_epochs  epochs after which to save the weights (rewind points), 0 = the initialisation
-    stop_after   stop after this epoch (the LR schedule stays the full recipe's), or null
-    export       write final.pt through the tweaks' export (default true; false keeps e.g. ghost modules)
-    monitor      the settings of a `trajectory` analysis's measurements, or absent: read by the caller, which
-                 passes them in as callbacks (ticketlab.analysis.trajectory); here they only name the run
-    precision, channels_last, compile   the device's numerics (numerics.Fast: bf16 autocast and channels-last
-                 on cuda by default, torch.compile when asked), each present only when not at its default
+A run is described by a ticketlab.specs.RunSpec (its keys, their defaults and the params form that is the
+job's identity are defined there, once), built from the JSON-able dict that `ticketlab.plan` writes into the
+job's params; Run also takes that dict and rejects a key it does not know.
 Writes into `outdir`: final.pt, metrics.csv (one row per epoch), summary.json, init.pt and
 rewind_e<k>.pt when asked, and checkpoint.pt after every epoch (atomically; removed on success).
 final.pt is the state dict after every tweak's `export` (e.g. ghost skip parameters stripped); tweaks that
@@ -53,8 +29,9 @@ from .checkpoint import atomic_save, spec_hash
 from .numerics import Fast, TrainingError, pick_device
 from .trainer import TIMING, Callback, Run, initial_weights, run
 from .schedule import lr_at
-from .weights import build, live_param_counts, load_trained, load_weights, state_param_counts
+from .weights import architecture, build, live_param_counts, load_trained, load_weights, state_param_counts
 
 __all__ = ["Data", "evaluate", "fixed_examples", "atomic_save", "spec_hash", "Fast", "TrainingError", "pick_device",
-           "TIMING", "Callback", "Run", "initial_weights", "run", "lr_at", "build", "live_param_counts",
+           "TIMING", "Callback", "Run", "initial_weights", "run", "lr_at", "architecture", "build",
+           "live_param_counts",
            "load_trained", "load_weights", "state_param_counts"]

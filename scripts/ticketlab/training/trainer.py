@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import layout
+from ..specs import Recipe, RunSpec, SpecError
 from .. import tweaks as tweak_registry
 from ..masks import Mask
 from ..progress import progress_bar
@@ -63,14 +64,19 @@ class Run:
     written for the same spec. run() trains the remaining epochs and writes the results; callbacks measure
     during training; job_started: when the job's process started (time.time()), for timing["job_start"]."""
 
-    def __init__(self, spec: dict, outdir: str, threads: int = 1, device: str = "auto", log=print,
+    def __init__(self, spec: dict | RunSpec, outdir: str, threads: int = 1, log=print,
                  callbacks: list[Callback] = (), job_started: float | None = None):
-        self.spec, self.outdir, self.log, self.callbacks = spec, outdir, log, list(callbacks)
+        try:
+            self.spec = spec = RunSpec.from_dict(spec)
+        except SpecError as e:
+            raise TrainingError(str(e)) from e
+        self.params = spec.params()  # the job's identity: checkpoint hash, summary, what tweaks read (ctx.spec)
+        self.outdir, self.log, self.callbacks = outdir, log, list(callbacks)
         self.job_started = job_started
-        self.name = spec.get("name", outdir)
+        self.name = spec.name or outdir
         torch.set_num_threads(max(1, threads))
-        self.device = pick_device(spec.get("device", device))
-        self.fast = Fast(spec, self.device)
+        self.device = pick_device(spec.device)
+        self.fast = Fast({"name": self.name, **spec.fast}, self.device)
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         elif self.device.type == "cuda":
@@ -78,28 +84,28 @@ class Run:
             torch.backends.cudnn.benchmark = True
         os.makedirs(outdir, exist_ok=True)
         self.ckpt_path = os.path.join(outdir, layout.CHECKPOINT)
-        self.hash = spec_hash(spec)
+        self.hash = spec_hash(self.params)
         self.timing = dict.fromkeys(TIMING, 0.0)  # seconds per part of the run (summary.json, make bench)
         self._inner: list[float] = []
         if job_started is not None:
             self.timing["job_start"] = max(0.0, time.time() - job_started)
         with self.timed("data"):
-            self.data = Data(spec["data"], self.device)
+            self.data = Data(spec.data, self.device)
         with self.timed("build"):
             self._build()
 
     def _build(self):
-        spec, r = self.spec, self.spec["recipe"]
-        torch.manual_seed(spec["seed"])
+        spec, r = self.spec, self.spec.recipe
+        torch.manual_seed(spec.seed)
         self.model, self.tweaks = build(spec, self.data)
-        init = spec.get("init", {"from": "fresh"})
-        if init.get("reinit"):  # random re-initialisation: a fresh draw that differs from the ticket's
-            torch.manual_seed(init.get("reinit_seed", spec["seed"] + 1_000_003))
+        init = spec.init
+        if init.reinit:  # random re-initialisation: a fresh draw that differs from the ticket's
+            torch.manual_seed(spec.seed + 1_000_003 if init.reinit_seed is None else init.reinit_seed)
             self.model, self.tweaks = build(spec, self.data)
-        elif init["from"] == "file":
-            load_weights(self.model, init["path"])
+        elif init.source == "file":
+            load_weights(self.model, init.path)
         self.fast.place(self.model.to(self.device))
-        self.target_mask = Mask.load(spec["mask"], self.model).to(self.device) if spec.get("mask") else Mask()
+        self.target_mask = Mask.load(spec.mask, self.model).to(self.device) if spec.mask else Mask()
         self.mask = Mask({k: m.clone() for k, m in self.target_mask.items()})  # the live mask
         if not any(getattr(t, "needs_unpruned_init", False) for t in self.tweaks):
             self.mask.apply_(self.model)
@@ -109,15 +115,15 @@ class Run:
                      f"except through shortcuts): {empty}")
         self.steps_per_epoch, self.epochs, self.total_steps = step_counts(r, len(self.data.split["train"][1]),
                                                                           self.name)
-        self.g = torch.Generator().manual_seed(spec.get("order_seed", spec["seed"]))
+        self.g = torch.Generator().manual_seed(spec.seed if spec.order_seed is None else spec.order_seed)
         self.opt = self._optimizer(r)
         spe, total = self.steps_per_epoch, self.total_steps
-        self.ctx = SimpleNamespace(spec=spec, device=self.device, num_classes=self.data.num_classes, log={},
-                                   batches=self.data.sampler(r["batch_size"], r.get("augment", {}), self.g),
+        self.ctx = SimpleNamespace(spec=self.params, device=self.device, num_classes=self.data.num_classes, log={},
+                                   batches=self.data.sampler(r.batch_size, r.augment, self.g),
                                    teacher=self._teacher, mask=self.mask, target_mask=self.target_mask,
                                    opt=self.opt, steps_per_epoch=spe, total_steps=total, step=0, gradient_flow=None,
                                    lr_at=lambda step: lr_at(r, step // spe, step, spe, total))
-        self.rows, self.epoch = [], int(spec.get("start_epoch", 0))
+        self.rows, self.epoch = [], spec.start_epoch
         self.start_epoch = self.epoch
         self.within = None  # position inside an epoch to resume from (a SIGTERM checkpoint)
         self.stop = {"term": False}
@@ -144,14 +150,14 @@ class Run:
             self.log(f"[{self.name}] compile: staying eager (on_train_step tweaks change the model every step; "
                      f"the monitors differentiate twice, which compiled graphs do not)")
 
-    def _optimizer(self, r: dict) -> torch.optim.Optimizer:
+    def _optimizer(self, r: Recipe) -> torch.optim.Optimizer:
         """SGD; recipe.no_decay_bn_bias: no weight decay on 1-d parameters (BN affine, biases)."""
         decay, no_decay = [], []
         for k, p in self.model.named_parameters():
-            (no_decay if p.ndim <= 1 and r.get("no_decay_bn_bias", False) else decay).append(p)
-        return torch.optim.SGD([{"params": decay, "weight_decay": r["weight_decay"]},
+            (no_decay if p.ndim <= 1 and r.no_decay_bn_bias else decay).append(p)
+        return torch.optim.SGD([{"params": decay, "weight_decay": r.weight_decay},
                                 {"params": no_decay, "weight_decay": 0.0}],
-                               lr=r["lr"], momentum=r["momentum"], nesterov=r.get("nesterov", False),
+                               lr=r.lr, momentum=r.momentum, nesterov=r.nesterov,
                                **({"fused": True} if self.device.type == "cuda" else {}))
 
     @contextlib.contextmanager
@@ -171,8 +177,8 @@ class Run:
         return os.path.join(self.outdir, name)
 
     def _teacher(self):
-        teacher, _ = build({**self.spec, "tweaks": {}}, self.data, with_tweaks=False)
-        load_weights(teacher, self.spec["teacher"])
+        teacher, _ = build(self.spec, self.data, with_tweaks=False)
+        load_weights(teacher, self.spec.teacher)
         return teacher.to(self.device).eval()
 
     def _remasked(self, before: Mask | None = None):
@@ -212,12 +218,12 @@ class Run:
 
     def train_epoch(self) -> tuple[float, float]:
         """One epoch, or what a mid-epoch resume left of it. Returns (mean training loss, accuracy in %)."""
-        r, model = self.spec["recipe"], self.model
+        r, model = self.spec.recipe, self.model
         model.train()
         epoch_rng = self.g.get_state()
         within, self.within = self.within or {"step": 0, "totals": (0.0, 0, 0)}, None
         tally = Tally(within["totals"], self.device, self.fast.sync_free)
-        for step, (x, y) in enumerate(self.data.train_batches(r["batch_size"], r.get("augment", {}), self.g)):
+        for step, (x, y) in enumerate(self.data.train_batches(r.batch_size, r.augment, self.g)):
             if step < within["step"]:  # resumed mid-epoch: these batches were drawn (same draws) and trained on
                 continue
             gstep = self.epoch * self.steps_per_epoch + step
@@ -247,7 +253,7 @@ class Run:
     def _before_step(self, gstep: int, step: int) -> None:
         """The step's learning rate, then the on_train_step tweaks and the callbacks (progress in epochs)."""
         self.ctx.step = gstep
-        lr = lr_at(self.spec["recipe"], self.epoch, gstep, self.steps_per_epoch, self.total_steps)
+        lr = lr_at(self.spec.recipe, self.epoch, gstep, self.steps_per_epoch, self.total_steps)
         for group in self.opt.param_groups:
             group["lr"] = lr
         progress = self.epoch + step / self.steps_per_epoch
@@ -279,9 +285,9 @@ class Run:
             raise TrainingError(f"{self.name}: loss is not finite at epoch {self.epoch + 1}, step {step}")
 
     def run(self) -> dict:
-        save_epochs = set(self.spec.get("save_epochs", []))
-        last = min(self.epochs, self.spec.get("stop_after") or self.epochs)
-        if not self.resumed and self.spec.get("save_init"):
+        save_epochs = set(self.spec.save_epochs)
+        last = min(self.epochs, self.spec.stop_after or self.epochs)
+        if not self.resumed and self.spec.save_init:
             self._save_weights(layout.INIT)
         t0, first = time.time(), self.epoch
         bar = epoch_bar(last - first, self.name)
@@ -306,13 +312,13 @@ class Run:
 
     def _epoch(self, save_epochs: set) -> str:
         """Train an epoch, evaluate, measure (callbacks), save a rewind point, checkpoint; the progress line."""
-        r, te = self.spec["recipe"], time.time()
+        r, te = self.spec.recipe, time.time()
         lr = lr_at(r, self.epoch, self.epoch * self.steps_per_epoch, self.steps_per_epoch, self.total_steps)
         with self.timed("train_steps"):
             train_loss, train_acc = self.train_epoch()
         self.epoch += 1
         with self.timed("eval"):
-            ev = {s: evaluate(self.model, self.data, s, r.get("eval_batch_size", 1000), self.fast)
+            ev = {s: evaluate(self.model, self.data, s, r.eval_batch_size, self.fast)
                   for s in ("val", "test")}
         self.rows.append({"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                           "val_loss": ev["val"][0], "val_acc": ev["val"][1], "test_loss": ev["test"][0],
@@ -327,7 +333,7 @@ class Run:
                 f"test {ev['test'][1]:.2f}% ({time.time() - te:.1f}s")
 
     def finish(self, seconds: float) -> dict:
-        exported = self._save_weights(layout.FINAL, export=self.spec.get("export", True))
+        exported = self._save_weights(layout.FINAL, export=self.spec.export)
         t_write = time.perf_counter()
         with open(self.path(layout.METRICS), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
@@ -342,7 +348,7 @@ class Run:
                    "test_loss_last": self.rows[-1]["test_loss"], "epochs": self.epoch - self.start_epoch,
                    "measured_sparsity": measured, "mask_sparsity": mask_sparsity, "train_seconds": seconds,
                    "params": state_param_counts(self.model, exported, self.mask),
-                   "tweak_log": self.ctx.log, "numerics": self.fast.resolved(self.compiled), "spec": self.spec}
+                   "tweak_log": self.ctx.log, "numerics": self.fast.resolved(self.compiled), "spec": self.params}
         self.timing["summary_writes"] += time.perf_counter() - t_write  # up to here: the JSON write itself is tiny
         summary["timing"] = {k: round(v, 4) for k, v in self.timing.items()}
         summary["clock"] = {"process_started": self.job_started, "finished": time.time()}  # absolute (time.time())
@@ -353,7 +359,7 @@ class Run:
         return summary
 
 
-def initial_weights(spec: dict, threads: int = 1) -> dict:
+def initial_weights(spec: dict | RunSpec, threads: int = 1) -> dict:
     """The state dict (on the CPU) a run starts training from: its init drawn or loaded, the tweaks'
     on_init, the mask applied. Rebuilt from the spec without training, by the run's own construction in a
     scratch directory (no checkpoint there to resume), so it is exactly what the run started from."""
@@ -362,6 +368,6 @@ def initial_weights(spec: dict, threads: int = 1) -> dict:
         return {k: v.detach().cpu().contiguous().clone() for k, v in r.model.state_dict().items()}
 
 
-def run(spec: dict, outdir: str, threads: int = 1, callbacks: list[Callback] = (),
+def run(spec: dict | RunSpec, outdir: str, threads: int = 1, callbacks: list[Callback] = (),
         job_started: float | None = None) -> dict:
     return Run(spec, outdir, threads, callbacks=callbacks, job_started=job_started).run()

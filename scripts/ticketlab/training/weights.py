@@ -10,20 +10,29 @@ from .. import tweaks as tweak_registry
 from ..masks import Mask
 from ..models import build_model
 from ..small_dense import matched_kwargs
+from ..specs import RunSpec
 from .batches import Data
 from .numerics import TrainingError
 
 
-def build(spec: dict, data: Data, with_tweaks: bool = True):
-    tweaks = tweak_registry.build(spec.get("tweaks", {})) if with_tweaks else []
-    kwargs = dict(spec["model"])
+def build(spec: dict | RunSpec, data: Data, with_tweaks: bool = True):
+    """The run's model (on the CPU, weights as drawn from torch's current seed) and its tweaks; without
+    them, the plain architecture (a teacher)."""
+    spec = RunSpec.from_dict(spec)
+    tweaks = tweak_registry.build(spec.tweaks) if with_tweaks else []
+    kwargs = dict(spec.model)
     for t in tweaks:
         kwargs.update(t.model_kwargs())
-    if spec.get("match_params_of"):
-        kwargs = matched_kwargs(kwargs, data, spec["match_params_of"])
+    if spec.match_params_of:
+        kwargs = matched_kwargs(kwargs, data, spec.match_params_of)
+    return architecture(kwargs, data), tweaks
+
+
+def architecture(model: dict, data: Data):
+    """The network of a config's `models` entry (arch and its settings) for `data`, as drawn from torch's seed."""
+    kwargs = dict(model)
     arch = kwargs.pop("arch")
-    model = build_model(arch, data.num_classes, in_channels=data.in_channels, input_size=data.input_size, **kwargs)
-    return model, tweaks
+    return build_model(arch, data.num_classes, in_channels=data.in_channels, input_size=data.input_size, **kwargs)
 
 
 def load_weights(model, path: str, allow_missing_extra: bool = True) -> None:
@@ -39,19 +48,20 @@ def load_weights(model, path: str, allow_missing_extra: bool = True) -> None:
         raise TrainingError(f"{path}: weights do not fit the model (missing {bad[:5]}, unexpected {unexpected[:5]})")
 
 
-def load_trained(spec: dict, weights: str, data: Data, progress: float, device) -> tuple:
+def load_trained(spec: dict | RunSpec, weights: str, data: Data, progress: float, device) -> tuple:
     """The model of a run as it was after `progress` epochs, for analysis: built with the run's tweaks,
     the progress-dependent tweak state (ghost gates, PSwish beta) set for that point, the weights loaded
     and masked. Returns (model in eval mode on `device`, mask)."""
-    torch.manual_seed(spec["seed"])
+    spec = RunSpec.from_dict(spec)
+    torch.manual_seed(spec.seed)
     model, tweaks = build(spec, data)
-    ctx = SimpleNamespace(spec=spec)
+    ctx = SimpleNamespace(spec=spec.params())
     for t in tweaks:
         if tweak_registry.overrides(t, "on_train_step"):
             t.on_train_step(model, progress, ctx)
     load_weights(model, weights)
     model.to(device)
-    mask = Mask.load(spec["mask"], model).to(device) if spec.get("mask") else Mask()
+    mask = Mask.load(spec.mask, model).to(device) if spec.mask else Mask()
     mask.apply_(model)
     return model.eval(), mask
 

@@ -1,0 +1,269 @@
+"""Typed training-run specs: what a training run is (its data, model, recipe, seed, mask, initialisation, tweaks,
+teacher, device settings and what it saves), built from the dict that planning writes into a job's params and
+Snakemake caches on. Defaults live here, once; a key the spec does not know is an error, not ignored.
+
+The params form (RunSpec.params, the job's identity: Snakemake's re-run trigger, the checkpoint hash, the
+summary record) follows open_lth's rule: a setting at its default is left out, so adding a setting with a
+default changes no existing job's params. Two exceptions, both for the identity of jobs cached before this
+module existed: the CORE keys are always written, and the keys in KEPT_WHEN_GIVEN stay when a producer gave
+them, even at their default (dense runs have always written save_epochs, [] included; continue_schedule
+runs start_epoch, 0 included; trajectory re-runs stop_after, None included).
+Pure: no torch, so planning can build and check specs."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .defaults import FAST_CHOICES, FAST_DEFAULTS
+
+
+class SpecError(ValueError):
+    """A spec with an unknown or missing key, or a value of the wrong kind."""
+
+
+def canonical(obj):
+    """Dicts with sorted keys and lists for tuples, recursively: Snakemake compares params as text, so the order
+    of keys in a YAML file must not look like a change of settings."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def _check_keys(cls, d: dict, what: str, required: tuple[str, ...], keys: dict[str, str] | None = None) -> dict:
+    """d's items by attribute name (`keys` maps a dict key to its attribute where they differ); unknown keys and
+    missing required ones are errors that name them."""
+    if not isinstance(d, dict):
+        raise SpecError(f"{what}: expected a mapping, not {type(d).__name__}")
+    keys = keys or {}
+    names = {f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    out = {keys.get(k, k): v for k, v in d.items()}
+    unknown = sorted(k for k in d if keys.get(k, k) not in names)
+    if unknown:
+        known = sorted({next((k for k, a in keys.items() if a == n), n) for n in names})
+        raise SpecError(f"{what}: unknown key(s) {unknown} (known: {known})")
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise SpecError(f"{what}: missing key(s) {missing}")
+    return out
+
+
+@dataclass(frozen=True)
+class Init:
+    """Where a run's weights start: `fresh` (drawn from the seed; with reinit, a second draw from reinit_seed,
+    default seed + 1_000_003, that differs from the ticket's) or `file` (the state dict at `path`)."""
+    source: str = "fresh"  # the dict key is "from"
+    path: str | None = None
+    reinit: bool = False
+    reinit_seed: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, what: str = "init") -> Init:
+        init = cls(**_check_keys(cls, d, what, ("source",), {"from": "source"}))
+        if init.source not in ("fresh", "file"):
+            raise SpecError(f"{what}.from: 'fresh' or 'file', not {init.source!r}")
+        if init.source == "file" and not init.path:
+            raise SpecError(f"{what}: from 'file' needs a path")
+        return init
+
+    def params(self) -> dict:
+        out = {"from": self.source}
+        for f in dataclasses.fields(self)[1:]:
+            v = getattr(self, f.name)
+            if v != f.default:
+                out[f.name] = v
+        return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a run trains: SGD with momentum, a step (milestones x gamma) or cosine schedule, an optional warmup,
+    for `epochs` (or exactly `steps` steps). The schema's `recipes` documents each key; its defaults equal these
+    (tests/test_specs.py). Its params are the keys given plus any off its default, so the config's recipes
+    (every default filled in by the schema) keep their identity, and a new key at its default adds nothing."""
+    epochs: int
+    lr: float
+    milestones: tuple
+    batch_size: int = 128
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    no_decay_bn_bias: bool = False  # no weight decay on 1-d parameters (BN affine, biases)
+    gamma: float = 0.1
+    augment: dict = field(default_factory=dict)  # crop_pad (pixels), flip
+    eval_batch_size: int = 1000
+    schedule: str = "step"          # step | cosine
+    warmup: dict | None = None      # epochs, shape (constant | linear), lr
+    steps: int | None = None        # train exactly this many steps (default: epochs x steps per epoch)
+    _given: frozenset = field(default=frozenset(), compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict | Recipe, what: str = "recipe") -> Recipe:
+        if isinstance(d, Recipe):
+            return d
+        kw = _check_keys(cls, d, what, ("epochs", "lr", "milestones"))
+        kw["milestones"] = tuple(kw["milestones"])
+        return cls(**kw, _given=frozenset(kw))
+
+    def params(self) -> dict:
+        return canonical({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                           if not f.name.startswith("_") and (f.name in self._given or getattr(self, f.name) != (
+                               f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default))})
+
+
+
+CORE = ("name", "data", "model", "recipe", "seed", "mask", "init", "tweaks", "teacher", "device")
+KEPT_WHEN_GIVEN = frozenset({"save_epochs", "start_epoch", "stop_after"})
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run (ticketlab.training.Run); tweaks map a tweak name to its settings (ticketlab.tweaks)."""
+    data: str                       # the prepared dataset (.npz)
+    model: dict                     # arch and its settings (models.<name> of the config)
+    recipe: Recipe                  # recipes.<name> of the config, less save_epochs
+    seed: int                       # weights drawn (fresh init) and data order
+    name: str = ""                  # the run's directory; "" = the directory it runs in
+    mask: str | None = None         # the mask file trained under; None = dense
+    init: Init = field(default_factory=Init)
+    tweaks: dict = field(default_factory=dict)
+    teacher: str | None = None      # final.pt of the run distilled from (tweaks that need a teacher)
+    device: str = "auto"            # auto | cpu | cuda
+    # device numerics (training.numerics.Fast); only those off their defaults enter the params
+    precision: str = FAST_DEFAULTS["precision"]
+    channels_last: Any = FAST_DEFAULTS["channels_last"]
+    compile: bool = FAST_DEFAULTS["compile"]
+    # what a dense run saves besides final.pt: init.pt, and the weights after these epochs (rewind points)
+    save_init: bool = False
+    save_epochs: tuple = ()
+    start_epoch: int = 0            # continue_schedule: the schedule starts at the rewind epoch
+    order_seed: int | None = None   # a replica's data order (default: the seed)
+    match_params_of: str | None = None  # small_dense: the mask whose kept weights the width matches
+    # a trajectory re-run (analysis.trajectory): its monitor settings, the epoch it stops after, no export
+    monitor: dict | None = None
+    stop_after: int | None = None
+    export: bool = True
+    _given: frozenset = field(default=frozenset(), compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict | RunSpec, what: str | None = None) -> RunSpec:
+        if isinstance(d, RunSpec):
+            return d
+        what = what or f"run spec {d.get('name', '') if isinstance(d, dict) else ''}".strip()
+        kw = _check_keys(cls, d, what, ("data", "model", "recipe", "seed"))
+        kw["init"] = Init.from_dict(kw.get("init", {"from": "fresh"}), f"{what}: init")
+        kw["recipe"] = Recipe.from_dict(kw["recipe"], f"{what}: recipe")
+        if "save_epochs" in kw:
+            kw["save_epochs"] = tuple(kw["save_epochs"])
+        for k, choices in FAST_CHOICES.items():  # 1 is not True here
+            if k in kw and not any(type(kw[k]) is type(c) and kw[k] == c for c in choices):
+                raise SpecError(f"{what}: {k} must be one of {list(choices)}, not {kw[k]!r}")
+        for k in ("seed", "start_epoch"):
+            if k in kw and (isinstance(kw[k], bool) or not isinstance(kw[k], int)):
+                raise SpecError(f"{what}: {k} must be an integer, not {kw[k]!r}")
+        return cls(**kw, _given=frozenset(kw))
+
+    def params(self) -> dict:
+        """The params form: CORE keys, then every other setting off its default (or given, KEPT_WHEN_GIVEN)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            v = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if f.name in CORE or v != default or (f.name in KEPT_WHEN_GIVEN and f.name in self._given):
+                out[f.name] = v.params() if isinstance(v, (Init, Recipe)) else v
+        return canonical(out)
+
+    def replace(self, **changes) -> RunSpec:
+        """A copy with `changes` (dict-form values accepted), re-checked."""
+        return RunSpec.from_dict({**self.params(), **{k: (v.params() if isinstance(v, (Init, Recipe)) else v)
+                                                       for k, v in changes.items()}})
+
+    @property
+    def fast(self) -> dict:
+        return {k: getattr(self, k) for k in FAST_DEFAULTS}
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """One analysis of a trained run (jobs.analyse): the run's spec (its model, tweaks, mask, data), the analysis
+    settings (kind and its settings, defaults filled: plan.analysis_settings), the weights analysed, how many
+    epochs they were trained (progress-dependent tweak state), and for kinds that need them whether to rebuild
+    the run's starting weights (`initial`) and the reference run's final weights (`reference`)."""
+    run: RunSpec
+    analysis: dict
+    weights: str
+    epochs: int
+    initial: bool = False
+    reference: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict | AnalysisJob, what: str = "analysis job") -> AnalysisJob:
+        if isinstance(d, AnalysisJob):
+            return d
+        kw = _check_keys(cls, d, what, ("run", "analysis", "weights", "epochs"))
+        if "kind" not in kw["analysis"]:
+            raise SpecError(f"{what}: analysis has no kind")
+        return cls(**{**kw, "run": RunSpec.from_dict(kw["run"], f"{what}: run")})
+
+    def params(self) -> dict:
+        out = {"run": self.run.params(), "analysis": self.analysis, "weights": self.weights, "epochs": self.epochs}
+        if self.initial:
+            out["initial"] = True
+        if self.reference is not None:
+            out["reference"] = self.reference
+        return canonical(out)
+
+
+@dataclass(frozen=True)
+class MaskJob:
+    """One mask file (jobs.make_mask): the mask set's settings (`settings`: its config entry, method and the
+    method's settings, checked by the schema and flattened into the params as the config has them) and what
+    the job reads: the weights pruned, the previous level's mask (IMP), the source mask (ratios_from), the
+    data and model; lth_iter's cycle_recipe and device settings (it trains)."""
+    settings: dict
+    sparsity: float
+    weights: str
+    data: str
+    model: dict
+    seed: int
+    previous: str | None = None
+    source: str | None = None
+    cycle_recipe: dict | None = None
+    device: str | None = None
+    precision: str = FAST_DEFAULTS["precision"]
+    channels_last: Any = FAST_DEFAULTS["channels_last"]
+    compile: bool = FAST_DEFAULTS["compile"]
+
+    @classmethod
+    def from_dict(cls, d: dict | MaskJob, what: str = "mask job") -> MaskJob:
+        if isinstance(d, MaskJob):
+            return d
+        if not isinstance(d, dict):
+            raise SpecError(f"{what}: expected a mapping, not {type(d).__name__}")
+        own = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+        kw = {k: v for k, v in d.items() if k in own}
+        settings = {k: v for k, v in d.items() if k not in own}
+        if "method" not in settings:
+            raise SpecError(f"{what}: no method")
+        missing = [k for k in ("sparsity", "weights", "data", "model", "seed") if k not in kw]
+        if missing:
+            raise SpecError(f"{what}: missing key(s) {missing}")
+        return cls(settings=settings, **kw)
+
+    @property
+    def method(self) -> str:
+        return self.settings["method"]
+
+    def params(self) -> dict:
+        """The settings and the job's keys in one mapping, as pruners read it (PruneContext.spec); previous and
+        source are always written (None when absent), the others only off their defaults."""
+        out = dict(self.settings)
+        for f in dataclasses.fields(self)[1:]:
+            v = getattr(self, f.name)
+            if f.name in ("sparsity", "weights", "data", "model", "seed", "previous", "source") or v != f.default:
+                out[f.name] = v
+        return canonical(out)
