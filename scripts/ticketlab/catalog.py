@@ -47,12 +47,13 @@ def read_registries() -> dict:
     """The declarations, from the registries themselves (imports torch)."""
     from .analysis import ANALYSES
     from .artefacts import ANALYSIS_ARTEFACTS, ARTEFACTS, COMMON
-    from .pruners import MASK_METHODS
+    from .pruners import COMMON as MASK_COMMON, MASK_METHODS
     from .tweaks import TWEAKS
     return {
         "tweaks": {n: {"schema": t.schema, "needs_teacher": bool(getattr(t, "needs_teacher", False))}
                    for n, t in TWEAKS.items()},
-        "masks": {n: {"weights": m.weights} for n, m in MASK_METHODS.items()},
+        "masks": {n: {"weights": m.weights, "settings": sorted(m.settings)} for n, m in MASK_METHODS.items()},
+        "mask_common": sorted(MASK_COMMON),
         "analyses": {n: {"defaults": a.defaults, "arrays": a.arrays, "needs_init": a.needs_init,
                          "needs_reference": a.needs_reference, "trains": a.trains} for n, a in ANALYSES.items()},
         "artefacts": {n: {"output": k.output, "files": k.files, "shows": sorted(k.shows), "setup": k.setup,

@@ -216,15 +216,19 @@ def _check_artefact_analysis(cfg, a: dict, where: str):
         raise ConfigError(f"config error at {where}: kind {a['kind']!r} needs `show` (what to plot)")
 
 
-def _check_artefact_settings(a: dict, where: str):
-    """Every key is one all kinds accept or one its kind reads (artefacts.artefact_kind settings=): the kind would
-    ignore any other. A key the schema fills on every artefact (metric, log, ...) is no one's at its default."""
-    own, common = entry("artefacts", a["kind"])["settings"], catalog()["artefact_common"]
-    props = config_schema()["properties"]["artefacts"]["additionalProperties"]["properties"]
+KIND_NAMES = {"artefacts": "artefact kind", "masks": "mask method"}
+
+
+def _check_settings(a: dict, where: str, registry: str, kind: str, common: str, section: str):
+    """Every key is one all kinds accept (`common` in the catalog) or one its kind reads (settings= of the
+    registry's decorator): the kind would ignore any other. A key the schema fills on every entry (an artefact's
+    metric, a mask set's rate) is no one's at its default."""
+    own = entry(registry, a[kind])["settings"]
+    props = config_schema()["properties"][section]["additionalProperties"]["properties"]
     for k, v in a.items():
-        if k not in common and k not in own and not ("default" in props[k] and v == props[k]["default"]):
-            raise ConfigError(f"config error at {where}.{k}: artefact kind {a['kind']!r} does not read {k!r} "
-                              f"(its settings: {', '.join(own) or 'none'})")
+        if k not in catalog()[common] and k not in own and not ("default" in props[k] and v == props[k]["default"]):
+            raise ConfigError(f"config error at {where}.{k}: {KIND_NAMES[registry]} "
+                              f"{a[kind]!r} does not read {k!r} (its settings: {', '.join(own) or 'none'})")
 
 
 def _need(cfg, where, section, name):
@@ -264,6 +268,7 @@ def _check_experiment_references(cfg):
 
 def _check_mask_references(cfg):
     for mname, m in cfg["masks"].items():
+        _check_settings(m, f"masks.{mname}", "masks", "method", "mask_common", "masks")
         if m.get("source_mask"):
             _need(cfg, f"masks.{mname}.source_mask", "masks", m["source_mask"])
         if m.get("cycle_recipe"):
@@ -288,7 +293,7 @@ def _check_artefact_references(cfg, aname: str, a: dict):
     where = f"artefacts.{aname}"
     _normalise_lists(a, where)
     _check_artefact_analysis(cfg, a, where)  # first: its error says more of a misplaced `analysis`
-    _check_artefact_settings(a, where)
+    _check_settings(a, where, "artefacts", "kind", "artefact_common", "artefacts")
     if a["kind"] == "sparsity_table" and (len(a["experiments"]) > 1 or len(a["masks"]) > 1):
         raise ConfigError(f"config error at {where}: a sparsity_table shows one experiment and one mask "
                           f"(use grid_table for several)")

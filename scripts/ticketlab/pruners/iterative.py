@@ -56,7 +56,7 @@ def _trained(spec: dict, outdir: str) -> str:
     return os.path.join(outdir, FINAL)
 
 
-@mask_method("lth_iter", weights="init")
+@mask_method("lth_iter", weights="init", settings=("cycles", "cycle_recipe"))
 def lth_iter_mask(ctx: PruneContext) -> Mask:
     """LTH-Iter: `cycles` (default 5) cycles of training from θ0 under the current mask with `cycle_recipe`,
     each followed by layer-wise magnitude pruning of the trained weights (see the module doc)."""

@@ -106,7 +106,7 @@ def random_global_mask(ctx: PruneContext) -> Mask:
     return _prune_scores(scores, Mask.ones_like(ctx.weights), ctx.sparsity, count="reference")
 
 
-@mask_method("ratios_from", weights="init")
+@mask_method("ratios_from", weights="init", settings=("source_mask",))
 def ratios_from_mask(ctx: PruneContext) -> Mask:
     """Layer-wise ratios of another method's mask (ctx.source, same sparsity), positions uniform at
     random: in every layer keep as many weights as the source keeps there, drawn uniformly (dlth
@@ -135,7 +135,7 @@ def ratios_from_mask(ctx: PruneContext) -> Mask:
 
 # ------------------------------------------------------------------------------------------ magnitude
 
-@mask_method("magnitude_init", weights="init")
+@mask_method("magnitude_init", weights="init", settings=("scope",))
 def magnitude_init_mask(ctx: PruneContext) -> Mask:
     """One-shot magnitude pruning of the initial (untrained) weights; global unless scope='layer'."""
     return magnitude_prune(ctx.weights, ctx.sparsity, None, _setting(ctx, "scope"))
@@ -164,7 +164,7 @@ def snip_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
     return {k: (weights[k].detach() * g).abs() for k, g in zip(names, grads)}
 
 
-@mask_method("snip", weights="init")
+@mask_method("snip", weights="init", settings=("batches", "batch_size", "bn_mode"))
 def snip_mask(ctx: PruneContext) -> Mask:
     """SNIP (Lee et al. 2019): keep the globally highest connection sensitivities |g * w| at init
     (the released code's count: see the module docstring)."""
@@ -196,7 +196,7 @@ def grasp_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
     return {k: -weights[k].detach() * h for k, h in zip(names, hg)}
 
 
-@mask_method("grasp", weights="init")
+@mask_method("grasp", weights="init", settings=("batches", "batch_size", "bn_mode", "temperature"))
 def grasp_mask(ctx: PruneContext) -> Mask:
     """GraSP (Wang et al. 2020), global. Convention (paper, Algorithm 1, and the authors' code): with
     S(-theta) = -theta ⊙ Hg, the weights with the HIGHEST S are REMOVED (removing them reduces the
@@ -249,7 +249,7 @@ def synflow_scores(model: nn.Module, names: list[str], mask: Mask | None, input_
     return _synflow_round(net, theta, names, mask, input_shape)
 
 
-@mask_method("synflow", weights="init")
+@mask_method("synflow", weights="init", settings=("rounds", "bn_mode"))
 def synflow_mask(ctx: PruneContext) -> Mask:
     """SynFlow (Tanaka et al. 2020), global, iterative: `rounds` rounds n; round k re-scores with the
     current mask applied and prunes to the density d^(k/n), d = 1 - sparsity (the last round: d), with the
