@@ -9,7 +9,8 @@ import yaml
 from conftest import REPO, tiny_spec
 from ticketlab import plan
 from ticketlab.config import load
-from ticketlab.specs import CORE, KEPT_WHEN_GIVEN, AnalysisJob, Init, MaskJob, Recipe, RunSpec, SpecError
+from ticketlab.specs import (CORE, KEPT_WHEN_GIVEN, AnalysisJob, ArtefactJob, Init, MaskJob, Recipe, RunSpec,
+                             SpecError)
 from ticketlab.training import Run, TrainingError
 
 
@@ -114,3 +115,13 @@ def test_mask_and_analysis_jobs_are_their_own_params_and_check_their_keys(demo):
     with pytest.raises(SpecError, match=r"analysis job: run: unknown key\(s\) \['seeds'\]"):
         AnalysisJob.from_dict({**analyses[0], "run": {**analyses[0]["run"], "seeds": [1]}})
 
+
+
+def test_artefact_jobs_are_their_own_params(demo):
+    for aid in ("gradflow_fig1c", "tost_tab1", "sanity_tab_e1"):
+        if aid not in demo["artefacts"]:
+            continue
+        d = plan.artefact_job(demo, aid)
+        assert ArtefactJob.from_dict(d).params() == d
+    with pytest.raises(SpecError, match=r"unknown key\(s\) \['row'\]"):
+        ArtefactJob.from_dict({**d, "row": []})

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from .layout import SUMMARY, cycles_dir
-from .specs import AnalysisJob, MaskJob
+from .specs import AnalysisJob, ArtefactJob, MaskJob
 
 
 @contextlib.contextmanager
@@ -170,8 +170,8 @@ def _analysis_job(job: dict) -> None:
 
 
 def _artefact_job(job: dict) -> None:
-    a = job["params"]["job"]
-    make_artefact(a["spec"], a["variants"], a["rows"], job["paper"], job["output"], job["id"])
+    a = ArtefactJob.from_dict(job["params"]["job"])
+    make_artefact(a.spec, a.variants, a.rows, job["paper"], job["output"], job["id"])
 
 
 # What each kind of job runs, given its description; the rules' entry scripts name the kind

@@ -13,7 +13,7 @@ from . import layout
 from .catalog import catalog, entry
 from .config import REPO, check_scale, snap
 from .defaults import FAST_DEFAULTS, imp_level, imp_sparsity
-from .specs import AnalysisJob, MaskJob, RunSpec, canonical
+from .specs import AnalysisJob, ArtefactJob, MaskJob, RunSpec
 from .layout import (FINAL, INIT, METRICS, SUMMARY, W, analysis_path, arrays_path, data_path, dense_dir,
                      dense_files, init_weights, mask_path, mask_report, parse_run, replica_names, run_dir, sp_value,
                      split_replica, trajectory_dir)
@@ -231,8 +231,9 @@ def artefact_job(cfg, aid: str) -> dict:
         a = {**a, "analysis_kind": cfg["analyses"][a["analysis"]]["kind"]}
     if entry("artefacts", a["kind"])["setup"]:
         a = {**a, "setup": experiment_setup(cfg, a)}
-    return canonical({"spec": a, "rows": artefact_runs(cfg, aid),
-                      "variants": {v: cfg["variants"][v] for v in artefact_variants(a)}})
+    return ArtefactJob.from_dict({"spec": a, "rows": artefact_runs(cfg, aid),
+                                  "variants": {v: cfg["variants"][v] for v in artefact_variants(a)}},
+                                 f"artefacts.{aid}").params()
 
 
 def experiment_setup(cfg, a: dict) -> dict:

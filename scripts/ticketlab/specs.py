@@ -1,4 +1,5 @@
-"""Typed training-run specs: what a training run is (its data, model, recipe, seed, mask, initialisation, tweaks,
+"""Typed job specs (a training run with its Init and Recipe, a mask job, an analysis job, an artefact job).
+Training-run specs: what a training run is (its data, model, recipe, seed, mask, initialisation, tweaks,
 teacher, device settings and what it saves), built from the dict that planning writes into a job's params and
 Snakemake caches on. Defaults live here, once; a key the spec does not know is an error, not ignored.
 
@@ -267,3 +268,25 @@ class MaskJob:
             if f.name in ("sparsity", "weights", "data", "model", "seed", "previous", "source") or v != f.default:
                 out[f.name] = v
         return canonical(out)
+
+
+@dataclass(frozen=True)
+class ArtefactJob:
+    """One table or figure (jobs.make_artefact): the artefact's config entry as planning completes it (`spec`:
+    lists normalised, `analysis_kind`, `setup` for kinds flagged setup), the runs it shows (`rows`, one per
+    experiment, mask, sparsity, variant and seed: plan.artefact_runs) and the config's variants it names."""
+    spec: dict
+    rows: list
+    variants: dict
+
+    @classmethod
+    def from_dict(cls, d: dict | ArtefactJob, what: str = "artefact job") -> ArtefactJob:
+        if isinstance(d, ArtefactJob):
+            return d
+        kw = _check_keys(cls, d, what, ("spec", "rows", "variants"))
+        if "kind" not in kw["spec"]:
+            raise SpecError(f"{what}: spec has no kind")
+        return cls(**kw)
+
+    def params(self) -> dict:
+        return canonical({"spec": self.spec, "rows": self.rows, "variants": self.variants})
