@@ -178,11 +178,6 @@ class RunSpec:
                 out[f.name] = v.params() if isinstance(v, (Init, Recipe)) else v
         return canonical(out)
 
-    def replace(self, **changes) -> RunSpec:
-        """A copy with `changes` (dict-form values accepted), re-checked."""
-        return RunSpec.from_dict({**self.params(), **{k: (v.params() if isinstance(v, (Init, Recipe)) else v)
-                                                       for k, v in changes.items()}})
-
     @property
     def fast(self) -> dict:
         return {k: getattr(self, k) for k in FAST_DEFAULTS}
