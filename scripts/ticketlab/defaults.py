@@ -15,6 +15,15 @@ FAST_DEFAULTS = {"precision": "auto", "channels_last": "auto", "compile": False}
 FAST_CHOICES = {"precision": ("auto", "fp32", "bf16"), "channels_last": ("auto", True, False), "compile": (True, False)}
 
 
+def fast_setting_error(settings: dict) -> str | None:
+    """What is wrong with the device settings present in `settings` (None if nothing): each must be one of its
+    FAST_CHOICES, by type too (1 is not True here)."""
+    for k, choices in FAST_CHOICES.items():
+        if k in settings and not any(type(settings[k]) is type(c) and settings[k] == c for c in choices):
+            return f"{k} must be one of {list(choices)}, not {settings[k]!r}"
+    return None
+
+
 class MaskError(ValueError):
     """A mask that does not fit (raised by ticketlab.masks; here so that the IMP level arithmetic is torch-free)."""
 

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .defaults import FAST_CHOICES, FAST_DEFAULTS
+from .defaults import FAST_DEFAULTS, fast_setting_error
 
 
 class SpecError(ValueError):
@@ -51,6 +51,21 @@ def _check_keys(cls, d: dict, what: str, required: tuple[str, ...], keys: dict[s
     return out
 
 
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _params(spec, always=(), kept=frozenset()) -> dict:
+    """The params form of a spec: its required fields and those in `always`, those in `kept` (given, and staying
+    at their defaults), and every other field off its default; nested specs in their own params form."""
+    out = {}
+    for f in dataclasses.fields(spec):
+        v = getattr(spec, f.name)
+        if not f.name.startswith("_") and (f.name in always or f.name in kept or v != _default(f)):
+            out[f.name] = v.params() if hasattr(v, "params") else v
+    return canonical(out)
+
+
 @dataclass(frozen=True)
 class Init:
     """Where a run's weights start: `fresh` (drawn from the seed; with reinit, a second draw from reinit_seed,
@@ -70,12 +85,9 @@ class Init:
         return init
 
     def params(self) -> dict:
-        out = {"from": self.source}
-        for f in dataclasses.fields(self)[1:]:
-            v = getattr(self, f.name)
-            if v != f.default:
-                out[f.name] = v
-        return out
+        out = _params(self, always=("source",))
+        out["from"] = out.pop("source")
+        return canonical(out)
 
 
 @dataclass(frozen=True)
@@ -109,10 +121,7 @@ class Recipe:
         return cls(**kw, _given=frozenset(kw))
 
     def params(self) -> dict:
-        return canonical({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                           if not f.name.startswith("_") and (f.name in self._given or getattr(self, f.name) != (
-                               f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default))})
-
+        return _params(self, kept=self._given)
 
 
 CORE = ("name", "data", "model", "recipe", "seed", "mask", "init", "tweaks", "teacher", "device")
@@ -158,9 +167,9 @@ class RunSpec:
         kw["recipe"] = Recipe.from_dict(kw["recipe"], f"{what}: recipe")
         if "save_epochs" in kw:
             kw["save_epochs"] = tuple(kw["save_epochs"])
-        for k, choices in FAST_CHOICES.items():  # 1 is not True here
-            if k in kw and not any(type(kw[k]) is type(c) and kw[k] == c for c in choices):
-                raise SpecError(f"{what}: {k} must be one of {list(choices)}, not {kw[k]!r}")
+        bad = fast_setting_error(kw)
+        if bad:
+            raise SpecError(f"{what}: {bad}")
         for k in ("seed", "start_epoch"):
             if k in kw and (isinstance(kw[k], bool) or not isinstance(kw[k], int)):
                 raise SpecError(f"{what}: {k} must be an integer, not {kw[k]!r}")
@@ -168,15 +177,7 @@ class RunSpec:
 
     def params(self) -> dict:
         """The params form: CORE keys, then every other setting off its default (or given, KEPT_WHEN_GIVEN)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            if f.name.startswith("_"):
-                continue
-            v = getattr(self, f.name)
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if f.name in CORE or v != default or (f.name in KEPT_WHEN_GIVEN and f.name in self._given):
-                out[f.name] = v.params() if isinstance(v, (Init, Recipe)) else v
-        return canonical(out)
+        return _params(self, always=CORE, kept=KEPT_WHEN_GIVEN & self._given)
 
     @property
     def fast(self) -> dict:
@@ -206,12 +207,7 @@ class AnalysisJob:
         return cls(**{**kw, "run": RunSpec.from_dict(kw["run"], f"{what}: run")})
 
     def params(self) -> dict:
-        out = {"run": self.run.params(), "analysis": self.analysis, "weights": self.weights, "epochs": self.epochs}
-        if self.initial:
-            out["initial"] = True
-        if self.reference is not None:
-            out["reference"] = self.reference
-        return canonical(out)
+        return _params(self)
 
 
 @dataclass(frozen=True)
@@ -257,12 +253,8 @@ class MaskJob:
     def params(self) -> dict:
         """The settings and the job's keys in one mapping, as pruners read it (PruneContext.spec); previous and
         source are always written (None when absent), the others only off their defaults."""
-        out = dict(self.settings)
-        for f in dataclasses.fields(self)[1:]:
-            v = getattr(self, f.name)
-            if f.name in ("sparsity", "weights", "data", "model", "seed", "previous", "source") or v != f.default:
-                out[f.name] = v
-        return canonical(out)
+        out = _params(self, always=("previous", "source"))
+        return canonical({**out.pop("settings"), **out})
 
 
 @dataclass(frozen=True)
@@ -284,4 +276,4 @@ class ArtefactJob:
         return cls(**kw)
 
     def params(self) -> dict:
-        return canonical({"spec": self.spec, "rows": self.rows, "variants": self.variants})
+        return _params(self)

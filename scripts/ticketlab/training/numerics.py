@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from ..defaults import FAST_CHOICES, FAST_DEFAULTS
+from ..defaults import FAST_DEFAULTS, fast_setting_error
 
 
 class TrainingError(RuntimeError):
@@ -31,9 +31,9 @@ class Fast:
 
     def __init__(self, spec: dict, device: torch.device):
         s = {**FAST_DEFAULTS, **{k: spec[k] for k in FAST_DEFAULTS if k in spec}}
-        for k, choices in FAST_CHOICES.items():
-            if not any(type(s[k]) is type(c) and s[k] == c for c in choices):  # 1 is not True here
-                raise TrainingError(f"{spec.get('name', '<run>')}: {k} must be one of {list(choices)}, not {s[k]!r}")
+        bad = fast_setting_error(s)
+        if bad:
+            raise TrainingError(f"{spec.get('name', '<run>')}: {bad}")
         cuda = device.type == "cuda"
         self.device = device
         self.bf16 = s["precision"] == "bf16" or (s["precision"] == "auto" and cuda)
