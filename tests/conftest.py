@@ -13,6 +13,12 @@ SNAKEFILE = str(REPO / "workflow" / "Snakefile")
 SMOKE = str(REPO / "tests" / "smoke.yaml")
 os.environ.setdefault("PATH", "")
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the venv's snakemake
+# pytest-xdist workers share the cores: torch's default of one thread per core in each worker oversubscribes
+# them (its OpenMP threads spin), which doubled the unit tests' wall time on 2 cores (118 s vs 64 s). Jobs
+# and runs set their own thread counts (torch.set_num_threads), so this changes only the tests' defaults.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -50,7 +50,7 @@ def _stop_server(workdir):
 def train_job(spec, outdir, log):
     return {"job": "train", "rule": "retrain", "log": str(log), "threads": 1, "params": {"spec": spec},
             "output": [f"{outdir}/final.pt", f"{outdir}/metrics.csv", f"{outdir}/summary.json"],
-            "named_output": {}, "paper": [], "id": None}
+            "named_output": {}, "input": {"data": spec["data"]}, "id": None}
 
 
 def test_a_job_through_the_server_writes_what_a_direct_run_writes(workdir, digits_npz):
@@ -66,7 +66,7 @@ def test_a_job_through_the_server_writes_what_a_direct_run_writes(workdir, digit
 
 def test_a_failing_job_fails_the_client_with_its_traceback_in_the_log(workdir):
     bad = {"job": "nonsense", "log": str(workdir / "bad.log"), "threads": 1, "params": {}, "output": [],
-           "named_output": {}, "paper": [], "id": None}
+           "named_output": {}, "id": None}
     assert jobserver.submit(bad) == 1
     assert "no job of kind 'nonsense'" in (workdir / "bad.log").read_text()
 
@@ -96,7 +96,7 @@ def test_a_dead_servers_socket_is_replaced_and_an_idle_server_exits(workdir, mon
     s.close()
     monkeypatch.setenv("TICKETLAB_JOB_SERVER_IDLE", "3")
     ok = {"job": "nonsense", "log": None, "threads": 1, "params": {}, "output": [], "named_output": {},
-          "paper": [], "id": None}
+          "id": None}
     assert jobserver.submit(ok) == 1  # answered by a new server
     deadline = time.time() + 30
     while os.path.exists(path):  # idle for 3 s: it exits and removes its socket
@@ -106,7 +106,7 @@ def test_a_dead_servers_socket_is_replaced_and_an_idle_server_exits(workdir, mon
 
 def test_a_server_never_runs_code_older_than_the_packages(workdir):
     nothing = {"job": "nonsense", "log": None, "threads": 1, "params": {}, "output": [], "named_output": {},
-               "paper": [], "id": None}
+               "id": None}
     assert jobserver.submit(nothing) == 1
     first = _server_pids(workdir)
     assert len(first) == 1

@@ -125,3 +125,45 @@ def test_artefact_jobs_are_their_own_params(demo):
         assert ArtefactJob.from_dict(d).params() == d
     with pytest.raises(SpecError, match=r"unknown key\(s\) \['row'\]"):
         ArtefactJob.from_dict({**d, "row": []})
+
+
+def _moved(paths: dict) -> dict:
+    """The same inputs where a module prefix puts them."""
+    return {k: f"lt/{v}" for k, v in paths.items()}
+
+
+def test_jobs_read_the_files_their_rule_passes_not_the_paths_in_their_params(demo):
+    """with_inputs: every path a job reads comes from its named inputs (here moved under a prefix); an input the
+    spec names but the rule does not pass is an error naming it, and nothing but the paths changes."""
+    kd = plan.parse_run("digits/resnet18_demo/demo/seed42/imp/s36.00/at_trt_kd")
+    run = RunSpec.from_dict(plan.retrain_spec(demo, kd))
+    assert set(run.inputs()) == {"data", "mask", "init", "teacher"}
+    moved = run.with_inputs(_moved(run.inputs()))
+    assert (moved.data, moved.mask, moved.init.path, moved.teacher) == tuple(
+        f"lt/{p}" for p in (run.data, run.mask, run.init.path, run.teacher))
+    assert moved.inputs() == _moved(run.inputs())
+    assert {k: v for k, v in moved.params().items() if k not in ("data", "mask", "init", "teacher")} == \
+        {k: v for k, v in run.params().items() if k not in ("data", "mask", "init", "teacher")}
+    with pytest.raises(SpecError, match=r"rule retrain: the rule passes no input named \['teacher'\]"):
+        run.with_inputs({k: v for k, v in run.inputs().items() if k != "teacher"}, "rule retrain")
+    small = RunSpec.from_dict(plan.retrain_spec(
+        demo, plan.parse_run("digits/lenet5_demo/gradflow/seed42/pruned/s95.00/small_dense")))
+    assert small.with_inputs(_moved(small.inputs())).match_params_of == f"lt/{small.match_params_of}"
+
+    mask = MaskJob.from_dict(plan.mask_spec(demo, plan.W(dataset="digits", model="resnet18_demo", recipe="demo",
+                                                         seed="42", mask="imp", sparsity="59.04")))
+    assert set(mask.inputs()) == {"weights", "previous", "data"}
+    m = mask.with_inputs(_moved(mask.inputs()))
+    assert (m.weights, m.previous, m.data, m.source) == (f"lt/{mask.weights}", f"lt/{mask.previous}",
+                                                         f"lt/{mask.data}", None)
+    assert m.settings == mask.settings and m.sparsity == mask.sparsity
+
+    job = AnalysisJob.from_dict(plan.analysis_spec(
+        demo, "digits/lenet5_demo/gradflow/seed42/pruned/s95.00/basin_lt@o1", "basin_paths"))
+    assert job.initial and job.reference and set(job.inputs()) >= {"data", "mask", "init", "weights", "reference"}
+    a = job.with_inputs(_moved(job.inputs()))
+    assert (a.weights, a.reference, a.run.data, a.run.mask, a.run.init.path) == tuple(
+        f"lt/{p}" for p in (job.weights, job.reference, job.run.data, job.run.mask, job.run.init.path))
+    assert a.inputs() == _moved(job.inputs()) and a.analysis == job.analysis
+    with pytest.raises(SpecError, match=r"no input named \['reference'\]"):
+        job.with_inputs({k: v for k, v in job.inputs().items() if k != "reference"})

@@ -1,6 +1,7 @@
 """The rules' `script:` entry point: scripts/<job>.py calls main(snakemake, job=<kind>), which describes the
-job (a plain, picklable dict) and runs it (jobs.run_job) in a child of the local job server, which keeps
-torch imported (ticketlab.jobserver), or here when the server is off or out of reach."""
+job (a plain, picklable dict: its inputs and outputs as the rule names them) and runs it (jobs.run_job) in a
+child of the local job server, which keeps torch imported (ticketlab.jobserver), or here when the server is off
+or out of reach."""
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ def describe(smk, job: str) -> dict:
     return {"job": job, "rule": smk.rule, "started": _process_started(), "log": smk.log[0] if smk.log else None,
             "threads": smk.threads,
             "params": dict(smk.params.items()), "output": list(smk.output), "named_output": dict(smk.output.items()),
-            "paper": list(smk.input.paper) if hasattr(smk.input, "paper") else [],
+            "input": {k: v if isinstance(v, str) else list(v) for k, v in smk.input.items()},
             "id": dict(smk.wildcards.items()).get("id")}
 
 

@@ -1,7 +1,9 @@
 """What each Snakemake job does, callable from tests and, through run_job, from the rules' entry points
 (scripts/*.py -> ticketlab.entry, in the job server's children or directly). A job is described by a plain,
-picklable dict (entry.describe): its kind (one of JOBS, named by the rule's entry script), params, outputs
-(named as the rule names them), log and threads."""
+picklable dict (entry.describe): its kind (one of JOBS, named by the rule's entry script), params, inputs and
+outputs (named as the rule names them), log and threads. A job reads the files the rule passes it (its
+input), never the paths written in its params: those are its identity (Snakemake's re-run trigger), and under
+a module prefix or a storage plugin the files are elsewhere."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +15,7 @@ import time
 import numpy as np
 
 from .layout import SUMMARY, cycles_dir
-from .specs import AnalysisJob, ArtefactJob, MaskJob
+from .specs import AnalysisJob, ArtefactJob, MaskJob, RunSpec
 
 
 @contextlib.contextmanager
@@ -34,13 +36,13 @@ def prepare_data(spec: dict, out: str) -> dict:
     return summary
 
 
-def train(spec: dict, outdir: str, threads: int = 1, started: float | None = None) -> dict:
+def train(spec: dict | RunSpec, outdir: str, threads: int = 1, started: float | None = None) -> dict:
     """started: when the job's process started (its summary counts the start-up as job_start)."""
     from .training import run
     return run(spec, outdir, threads, job_started=started)
 
 
-def make_mask(spec: dict, out: str) -> None:
+def make_mask(spec: dict | MaskJob, out: str) -> None:
     """Make one mask: load the weights the method prunes from (`spec['weights']`), then call the
     registered method with the previous level's mask (IMP), the source mask (ratios_from) and a
     source of training batches (data-driven methods)."""
@@ -78,7 +80,7 @@ def make_mask(spec: dict, out: str) -> None:
         print(f"WARNING: layers pruned to nothing: {r['empty_layers']}")
 
 
-def analyse(spec: dict, out: str, threads: int = 1, arrays: str | None = None) -> dict:
+def analyse(spec: dict | AnalysisJob, out: str, threads: int = 1, arrays: str | None = None) -> dict:
     """Run one registered analysis (ticketlab.analysis) on a trained run and write its JSON result to `out`,
     with the settings and the seconds it took. Kinds flagged needs_init / needs_reference also get the
     weights the run started from / the reference run's final weights; a kind's arrays go to `arrays` (the
@@ -128,12 +130,14 @@ def summary_beside(path: str) -> dict:
         return {}
 
 
-def trajectory(spec: dict, out: str, threads: int = 1, started: float | None = None) -> dict:
+def trajectory(spec: dict | RunSpec, out: str, threads: int = 1, started: float | None = None,
+               outdir: str | None = None) -> dict:
     """Run an analysis kind that trains (flag `trains`, e.g. analysis.trajectory: the run re-trained with its
     monitors on) and write its result (the curves) to `out`; the re-run's weights, metrics and summary go to
-    its directory (spec["name"])."""
+    `outdir` (default its spec's name)."""
     from .analysis import ANALYSES
-    result = ANALYSES.get(spec["monitor"].get("kind", "trajectory"))(spec, spec["name"], threads, started)
+    spec = RunSpec.from_dict(spec)
+    result = ANALYSES.get(spec.monitor.get("kind", "trajectory"))(spec, outdir or spec.name, threads, started)
     _write_json(result, out)
     return result
 
@@ -156,22 +160,40 @@ def make_artefact(spec: dict, variants: dict, rows: list[dict], paper: list[str]
     build(spec, variants, rows, paper, outputs, aid)
 
 
+def _run_spec(job: dict) -> RunSpec:
+    return RunSpec.from_dict(job["params"]["spec"]).with_inputs(job["input"], f"rule {job['rule']}")
+
+
 def _train_job(job: dict) -> None:
-    train(job["params"]["spec"], os.path.dirname(job["output"][0]), job["threads"], job.get("started"))
+    train(_run_spec(job), os.path.dirname(job["output"][0]), job["threads"], job.get("started"))
 
 
 def _trajectory_job(job: dict) -> None:
-    trajectory(job["params"]["spec"], job["named_output"]["json"], job["threads"], job.get("started"))
+    out = job["named_output"]
+    trajectory(_run_spec(job), out["json"], job["threads"], job.get("started"), os.path.dirname(out["final"]))
+
+
+def _mask_job(job: dict) -> None:
+    make_mask(MaskJob.from_dict(job["params"]["spec"]).with_inputs(job["input"], f"rule {job['rule']}"),
+              job["named_output"]["mask"])
 
 
 def _analysis_job(job: dict) -> None:
     out = job["named_output"]
-    analyse(job["params"]["spec"], out["json"], job["threads"], arrays=out.get("arrays"))
+    a = AnalysisJob.from_dict(job["params"]["spec"]).with_inputs(job["input"], f"rule {job['rule']}")
+    analyse(a, out["json"], job["threads"], arrays=out.get("arrays"))
 
 
 def _artefact_job(job: dict) -> None:
+    """The rows' files are the rule's inputs, in the rows' order (`runs`; `arrays` for the rows that have one)."""
     a = ArtefactJob.from_dict(job["params"]["job"])
-    make_artefact(a.spec, a.variants, a.rows, job["paper"], job["output"], job["id"])
+    runs, arrays = job["input"].get("runs", []), job["input"].get("arrays", [])
+    if len(runs) != len(a.rows) or len(arrays) != sum("arrays" in r for r in a.rows):
+        raise ValueError(f"rule {job['rule']}: {len(runs)} runs and {len(arrays)} arrays given as input for "
+                         f"{len(a.rows)} rows")
+    runs, arrays = iter(runs), iter(arrays)
+    rows = [{**r, "path": next(runs), **({"arrays": next(arrays)} if "arrays" in r else {})} for r in a.rows]
+    make_artefact(a.spec, a.variants, rows, job["input"].get("paper", []), job["output"], job["id"])
 
 
 # What each kind of job runs, given its description; the rules' entry scripts name the kind
@@ -179,7 +201,7 @@ def _artefact_job(job: dict) -> None:
 JOBS = {
     "prepare_data": lambda job: prepare_data(job["params"]["spec"], job["output"][0]),
     "train": _train_job,  # dense_<recipe>, retrain
-    "mask": lambda job: make_mask(job["params"]["spec"], job["named_output"]["mask"]),
+    "mask": _mask_job,
     "analysis": _analysis_job,  # analysis, analysis_arrays
     "trajectory": _trajectory_job,
     "artefact": _artefact_job,  # table, figure

@@ -89,9 +89,8 @@ def retrain_spec(cfg, w) -> dict:
 
 
 def spec_inputs(spec: dict) -> dict:
-    paths = {"data": spec["data"], "mask": spec["mask"], "init": spec["init"].get("path"), "teacher": spec["teacher"],
-             "match": spec.get("match_params_of")}
-    return {k: v for k, v in paths.items() if v}
+    """A training run's named inputs (RunSpec.inputs): the rule's input, what the job reads."""
+    return RunSpec.from_dict(spec).inputs()
 
 
 def mask_spec(cfg, w) -> dict:
@@ -125,7 +124,7 @@ def mask_spec(cfg, w) -> dict:
 
 
 def mask_inputs(spec: dict) -> dict:
-    return {k: spec[k] for k in ("weights", "previous", "source", "data") if spec.get(k)}
+    return MaskJob.from_dict(spec).inputs()
 
 
 def analysis_settings(cfg, name: str) -> dict:
@@ -172,11 +171,8 @@ def analysis_spec(cfg, run: str, name: str) -> dict:
 
 
 def analysis_inputs(spec: dict) -> dict:
-    if "run" not in spec:  # trajectory: a training run
-        return spec_inputs(spec)
-    started = spec_inputs(spec["run"]) if spec.get("initial") else {}  # what the run's setup reads
-    return {k: v for k, v in {**started, "data": spec["run"]["data"], "mask": spec["run"]["mask"],
-                              "weights": spec["weights"], "reference": spec.get("reference")}.items() if v}
+    """An analysis job's named inputs; a trajectory's are those of its training re-run."""
+    return spec_inputs(spec) if "run" not in spec else AnalysisJob.from_dict(spec).inputs()
 
 
 def artefact_variants(a: dict) -> list[str]:

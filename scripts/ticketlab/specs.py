@@ -23,6 +23,15 @@ class SpecError(ValueError):
     """A spec with an unknown or missing key, or a value of the wrong kind."""
 
 
+def _given_inputs(paths: dict, inputs: dict, what: str) -> dict:
+    """The paths a job reads, taken from the rule's named inputs (snakemake.input) rather than from its params, so
+    the workflow runs under a module prefix or a storage plugin; each input the spec names must be given."""
+    missing = sorted(k for k, v in paths.items() if v and k not in inputs)
+    if missing:
+        raise SpecError(f"{what}: the rule passes no input named {missing} (given: {sorted(inputs)})")
+    return {k: str(inputs[k]) for k, v in paths.items() if v}
+
+
 def canonical(obj):
     """Dicts with sorted keys and lists for tuples, recursively: Snakemake compares params as text, so the order
     of keys in a YAML file must not look like a change of settings."""
@@ -183,6 +192,19 @@ class RunSpec:
     def fast(self) -> dict:
         return {k: getattr(self, k) for k in FAST_DEFAULTS}
 
+    def inputs(self) -> dict:
+        """The files the run reads, by the names the rules give them (its Snakemake input)."""
+        paths = {"data": self.data, "mask": self.mask, "init": self.init.path, "teacher": self.teacher,
+                 "match": self.match_params_of}
+        return {k: v for k, v in paths.items() if v}
+
+    def with_inputs(self, inputs: dict, what: str = "run") -> RunSpec:
+        """This run reading its files from `inputs` (the rule's named input)."""
+        p = _given_inputs(self.inputs(), inputs, what)
+        init = dataclasses.replace(self.init, path=p["init"]) if "init" in p else self.init
+        return dataclasses.replace(self, data=p["data"], mask=p.get("mask"), init=init, teacher=p.get("teacher"),
+                                   match_params_of=p.get("match"))
+
 
 @dataclass(frozen=True)
 class AnalysisJob:
@@ -208,6 +230,19 @@ class AnalysisJob:
 
     def params(self) -> dict:
         return _params(self)
+
+    def inputs(self) -> dict:
+        """The files the job reads: the run's data, mask and width-matched mask (small_dense: the model's width
+        depends on it), what its set-up reads (for `initial`), the weights analysed and the reference's."""
+        started = self.run.inputs() if self.initial else {}
+        paths = {**started, "data": self.run.data, "mask": self.run.mask, "match": self.run.match_params_of,
+                 "weights": self.weights, "reference": self.reference}
+        return {k: v for k, v in paths.items() if v}
+
+    def with_inputs(self, inputs: dict, what: str = "analysis job") -> AnalysisJob:
+        p = _given_inputs(self.inputs(), inputs, what)
+        run = self.run.with_inputs({**self.run.inputs(), **p}, f"{what}: run")
+        return dataclasses.replace(self, run=run, weights=p["weights"], reference=p.get("reference"))
 
 
 @dataclass(frozen=True)
@@ -249,6 +284,16 @@ class MaskJob:
     @property
     def method(self) -> str:
         return self.settings["method"]
+
+    def inputs(self) -> dict:
+        """The files the job reads: the weights pruned, the previous level's and the source mask, the data."""
+        paths = {"weights": self.weights, "previous": self.previous, "source": self.source, "data": self.data}
+        return {k: v for k, v in paths.items() if v}
+
+    def with_inputs(self, inputs: dict, what: str = "mask job") -> MaskJob:
+        p = _given_inputs(self.inputs(), inputs, what)
+        return dataclasses.replace(self, weights=p["weights"], data=p["data"], previous=p.get("previous"),
+                                   source=p.get("source"))
 
     def params(self) -> dict:
         """The settings and the job's keys in one mapping, as pruners read it (PruneContext.spec); previous and

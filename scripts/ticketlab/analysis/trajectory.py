@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ..defaults import MONITOR_DEFAULTS
+from ..specs import RunSpec
 from ..training import Callback, Run, fixed_examples
 from . import analysis
 from .gradflow import gradient_flow
@@ -69,11 +70,12 @@ def monitors(settings: dict) -> list[Callback]:
 
 
 @analysis("trajectory", trains=True, **MONITOR_DEFAULTS)
-def trajectory(spec: dict, outdir: str, threads: int = 1, job_started: float | None = None) -> dict:
+def trajectory(spec: dict | RunSpec, outdir: str, threads: int = 1, job_started: float | None = None) -> dict:
     """Re-train a run with its monitors on; returns the curves (accuracy and top Hessian eigenvalue per epoch,
     gradient flow per step, and those the tweaks logged in ctx.log["curves"]); the re-run's weights, metrics
     and summary go to `outdir`."""
-    cbs = monitors(spec["monitor"])
+    spec = RunSpec.from_dict(spec)
+    cbs = monitors(spec.monitor)
     r = Run(spec, outdir, threads, callbacks=cbs, job_started=job_started)
     summary = r.run()
     curves = {k: {"x": [row["epoch"] for row in r.rows], "y": [row[k] for row in r.rows]}
@@ -82,8 +84,8 @@ def trajectory(spec: dict, outdir: str, threads: int = 1, job_started: float | N
     if flow:
         curves["gradient_flow"] = {"x": [f["step"] for f in flow], "y": [f["gradient_flow"] for f in flow]}
     curves.update(summary["tweak_log"].get("curves", {}))  # logged by tweaks, e.g. DST's gradient flow at mask updates
-    return {"curves": curves, "milestones": spec["recipe"]["milestones"], "best_val_epoch": summary["best_val_epoch"],
+    return {"curves": curves, "milestones": list(spec.recipe.milestones), "best_val_epoch": summary["best_val_epoch"],
             "steps_per_epoch": r.steps_per_epoch,
-            "analysis": spec["monitor"], "run": spec["name"], "seconds": summary["train_seconds"],
+            "analysis": spec.monitor, "run": spec.name, "seconds": summary["train_seconds"],
             # the re-run's own: it measures as it trains
             "params": summary.get("params"), "numerics": summary.get("numerics")}
