@@ -35,18 +35,19 @@ def nonempty(paths):
     return all(open(p, "rb").read(8) for p in paths)
 
 
-def test_every_kind_is_registered_once_and_routed_to_a_table_or_a_figure_rule():
+def test_every_kind_is_registered_once_and_routed_to_a_table_a_figure_or_the_claims_rule():
     import yaml
 
     from ticketlab.plan import artefact_kinds
-    TABLE_KINDS, FIGURE_KINDS = artefact_kinds("table"), artefact_kinds("figure")
+    TABLE_KINDS, FIGURE_KINDS, CLAIM_KINDS = artefact_kinds("table"), artefact_kinds("figure"), artefact_kinds("claims")
     assert not set(ANALYSIS_ARTEFACTS) & set(ARTEFACTS)  # a kind reads either run summaries or its own files
-    assert not TABLE_KINDS & FIGURE_KINDS
-    assert set(ANALYSIS_ARTEFACTS) | set(ARTEFACTS) == TABLE_KINDS | FIGURE_KINDS
+    assert not TABLE_KINDS & FIGURE_KINDS and not (TABLE_KINDS | FIGURE_KINDS) & CLAIM_KINDS
+    assert set(ANALYSIS_ARTEFACTS) | set(ARTEFACTS) == TABLE_KINDS | FIGURE_KINDS | CLAIM_KINDS
+    assert CLAIM_KINDS == {"claims"}
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     assert set(
         schema["properties"]["artefacts"]["additionalProperties"]["properties"]["kind"]["enum"]
-    ) == TABLE_KINDS | FIGURE_KINDS
+    ) == TABLE_KINDS | FIGURE_KINDS | CLAIM_KINDS
 
 
 def test_paper_values_of_the_activation_tables():

@@ -22,8 +22,10 @@ KINDS = {**ARTEFACTS, **ANALYSIS_ARTEFACTS}
 
 def planned(fn) -> set[str]:
     """The keys planning adds to an artefact's spec: build's id; plan.artefact_job's setup (kinds flagged
-    setup: plan.experiment_setup) and analysis_kind (with an analysis: kinds with shows)."""
-    return {"id"} | ({"setup"} if fn.setup else set()) | ({"analysis_kind"} if fn.shows else set())
+    setup: plan.experiment_setup), analysis_kind (with an analysis: kinds with shows) and claim_files (kinds
+    flagged sources: the claim files loaded and the ids each decides)."""
+    return ({"id"} | ({"setup"} if fn.setup else set()) | ({"analysis_kind"} if fn.shows else set())
+            | ({"claim_files", "decided"} if fn.sources else set()))
 
 
 def with_artefact(aid: str, **changes) -> dict:
@@ -246,7 +248,7 @@ def test_each_kind_reads_only_common_keys_its_settings_and_what_planning_adds(na
 def test_each_kind_reads_every_setting_it_declares(name):
     """Its own settings: the code reads each (the flags' shared settings are planning's and build's)."""
     fn = KINDS[name]
-    own = set(fn.settings) - set(shared_settings(fn.files, fn.shows, fn.config_only))
+    own = set(fn.settings) - set(shared_settings(fn.files, fn.shows, fn.config_only, fn.sources))
     assert own - kind_reads(fn)[0] == set(), f"{name} declares settings it does not read"
 
 

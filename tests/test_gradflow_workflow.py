@@ -133,7 +133,7 @@ def test_paper_dry_run_plans_every_run_without_data(tmp_path):
     # distances / paths of 5 LT and 5 scratch runs (tests/test_gradflow_space_workflow.py)
     assert jobs == {"prepare_data": 1, "dense_gradflow": seeds, "retrain": seeds * (2 + 12) + 4 * 5, "mask": seeds,
                     "trajectory": seeds * 7, "analysis": 1, "analysis_arrays": 20 + 5 + 10, "table": 2, "figure": 4,
-                    "all": 1}
+                    "claims": 1, "all": 1}
     assert "results/data/mnist.npz" in out
     assert "results/runs/mnist/lenet5/gradflow/seed2020/dense/s00.00/prune/final.pt" in out
     assert "results/analysis/mnist/lenet5/gradflow/seed7/pruned/s95.00/rigl_inverted/gradflow_monitored.json" in out

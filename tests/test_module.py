@@ -19,6 +19,8 @@ configfile: "{REPO}/config/config.yaml"
 configfile: "{SMOKE}"
 config["experiments"]["spend"]["sparsities"]["imp"] = [0.36, 0.5904]  # level 2 prunes level 1's run
 config["artefacts"]["spend_tab_a2"]["variants"] = ["lth", "at_trt_kd", "small_dense"]
+# (the claims on the variants left out would fail the config check, naming them: no claims here)
+config["artefacts"] = {{k: a for k, a in config["artefacts"].items() if a["kind"] != "claims"}}
 
 
 module ticketlab:

@@ -8,7 +8,8 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "ticketlab"
 MAX_LINES = 400
 # what the Snakefile imports (directly or through these): no torch, so that parsing the workflow is quick
-PLANNING = ("ticketlab.config", "ticketlab.specs", "ticketlab.plan", "ticketlab.layout", "ticketlab.catalog",
+PLANNING = ("ticketlab.config", "ticketlab.claims", "ticketlab.specs", "ticketlab.plan", "ticketlab.layout",
+            "ticketlab.catalog",
             "ticketlab.defaults", "ticketlab.registry", "ticketlab.devices", "ticketlab.entry", "ticketlab.jobs",
             "ticketlab.jobserver")
 HEAVY = ("torch", "pyhessian", "torchvision")

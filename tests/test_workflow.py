@@ -7,7 +7,9 @@ from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
 
 pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 
-ARTEFACTS = list(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["artefacts"])
+DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+ARTEFACTS = list(DEMO["artefacts"])
+CLAIMS = [a for a, s in DEMO["artefacts"].items() if s["kind"] == "claims"]
 
 
 def test_one_table_plans_exactly_what_it_needs(tmp_path):
@@ -17,7 +19,8 @@ def test_one_table_plans_exactly_what_it_needs(tmp_path):
 
 
 def test_smoke_dag_builds_every_artefact(smoke_run):
-    assert_artefacts_built(smoke_run, [a for a in ARTEFACTS if "_tab" in a], [a for a in ARTEFACTS if "_tab" not in a])
+    assert_artefacts_built(smoke_run, [a for a in ARTEFACTS if "_tab" in a or a in CLAIMS],
+                           [a for a in ARTEFACTS if "_tab" not in a and a not in CLAIMS])
     tab = pd.read_csv(smoke_run / "results" / "tables" / "spend_tab_a2.csv")
     assert set(tab["variant"]) == {"lth", "skip", "swish", "scaling", "ls"}
     assert (tab["n"] == 1).all() and tab["mean"].between(0, 100).all()
@@ -39,14 +42,39 @@ def test_rerun_is_a_noop_and_a_changed_variant_reruns_only_its_jobs(smoke_run, t
     # the ls variant at 0% and 36%, and the artefacts that show it (spend Table A2, Figure 1; ToST Table 4);
     # its analyses: the Hessian (Fig. A13), the epoch-1 re-run and its landscape (Fig. 4), the final
     # landscape (Fig. 8 and ToST Fig. 10 share it), and those four figures
-    assert jobs == {"retrain": 2, "table": 2, "figure": 5, "analysis": 3, "trajectory": 1, "all": 1}
+    # and the claims that read those artefacts: spend's, tost's and every paper's
+    assert jobs == {"retrain": 2, "table": 2, "figure": 5, "analysis": 3, "trajectory": 1, "claims": 3, "all": 1}
 
 
-def test_report_holds_the_artefacts(smoke_run):
-    snakemake(smoke_run, "--report", "report.html", "--configfile", SMOKE)
-    html = (smoke_run / "report.html").read_text(errors="replace")
+def test_report_holds_the_artefacts_and_opens_on_the_claims(smoke_run, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(smoke_run, "--report", str(report), "--configfile", SMOKE)
+    html = report.read_text(errors="replace")
     for a in ARTEFACTS:
         assert a in html, a
+    # the first page (the workflow description): the claims table of what is built, rows linked to artefacts
+    first = html[html.index("Does it reproduce?"):]
+    first = first[:first.index("</script>")]
+    claims = pd.read_csv(smoke_run / "results" / "tables" / "claims.csv")
+    for r in claims.to_dict("records"):
+        assert r["claim"] in first, r["claim"]
+    for aid in set(claims["reads"]):
+        assert f"showResultInfo('results/tables/{aid}.csv')" in first or \
+            f"showResultInfo('results/figures/{aid}.png')" in first, aid
+
+
+def test_smoke_dag_gives_a_verdict_with_its_numbers_for_every_claim(smoke_run):
+    from ticketlab import claims as claim_files
+    from ticketlab.artefacts.claims import VERDICTS
+    every = pd.read_csv(smoke_run / "results" / "tables" / "claims.csv")
+    for prefix in ("spend", "tost", "sanity", "dlth", "gradflow"):
+        t = pd.read_csv(smoke_run / "results" / "tables" / f"{prefix}_claims.csv")
+        assert sorted(t["claim"]) == sorted(claim_files.load(prefix)["claims"])  # every claim of the file
+        assert t["verdict"].isin(VERDICTS).all()
+        judged = t[~t["verdict"].isin(["missing", "not decided"])]
+        assert judged["diff"].notna().all() or (judged["cells"] > 0).all()  # numbers beside every verdict
+        assert t[t["verdict"] == "missing"]["reason"].str.len().gt(0).all()  # and why where there is none
+        assert (every[every["paper"] == prefix]["verdict"].tolist() == t["verdict"].tolist())
 
 
 def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):

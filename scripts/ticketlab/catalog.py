@@ -1,7 +1,7 @@
 """What planning needs to know of the registries, without importing torch: each tweak's settings schema
 and whether it needs a teacher, each mask method's weights (init or trained), each analysis kind's
 defaults and flags (arrays, needs_init, needs_reference, trains), each artefact kind's output (table or
-figure), flags (files, shows, setup, config_only) and settings (the config keys it reads beyond the keys
+figure), flags (files, shows, setup, config_only, sources) and settings (the config keys it reads beyond the keys
 every kind accepts, artefact_common).
 
 The registries live in modules that import torch (2-3 s on this project's machines), which the Snakefile
@@ -57,7 +57,7 @@ def read_registries() -> dict:
         "analyses": {n: {"defaults": a.defaults, "arrays": a.arrays, "needs_init": a.needs_init,
                          "needs_reference": a.needs_reference, "trains": a.trains} for n, a in ANALYSES.items()},
         "artefacts": {n: {"output": k.output, "files": k.files, "shows": sorted(k.shows), "setup": k.setup,
-                          "config_only": k.config_only, "settings": sorted(k.settings)}
+                          "config_only": k.config_only, "sources": k.sources, "settings": sorted(k.settings)}
                       for n, k in {**ARTEFACTS, **ANALYSIS_ARTEFACTS}.items()},
         "artefact_common": sorted(COMMON),
     }

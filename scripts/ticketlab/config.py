@@ -10,8 +10,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import claims
 from .catalog import catalog, entry
-from .defaults import imp_sparsity
+from .defaults import artefact_variants, imp_sparsity
 from .layout import REPLICA, artefact_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,17 +52,19 @@ def config_schema() -> dict:
     return _schema_text(str(SCHEMA), SCHEMA.stat().st_mtime_ns)
 
 
-def _where(path) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
+def _schema_check(schema: dict, instance, where: str = "", validator=jsonschema.Draft202012Validator) -> None:
+    """Raise ConfigError at `where` plus the path of the schema's best-matching error, if any."""
+    err = jsonschema.exceptions.best_match(validator(schema).iter_errors(instance))
+    if err is not None:
+        at = ".".join([where] * bool(where) + [str(p) for p in err.absolute_path]) or "<top level>"
+        raise ConfigError(f"config error at {at}: {err.message}")
 
 
 def validate(cfg: dict, schema: dict | None = None) -> dict:
     """Validate `cfg` (a copy is returned with defaults filled) or raise ConfigError naming the key."""
     cfg = copy.deepcopy(dict(cfg))
     schema = schema or config_schema()
-    error = jsonschema.exceptions.best_match(Validator(schema).iter_errors(cfg))
-    if error is not None:
-        raise ConfigError(f"config error at {_where(error.absolute_path)}: {error.message}")
+    _schema_check(schema, cfg, validator=Validator)
     # defaults of nested objects are filled on the copy the validator walked: walk again for them
     Validator(schema).validate(cfg)
     lth = cfg["variants"].setdefault("lth", {"label": "LTH", "init": "lth", "tweaks": [], "params": {}})
@@ -73,6 +76,10 @@ def validate(cfg: dict, schema: dict | None = None) -> dict:
     _check_references(cfg)
     _check_sparsities(cfg)
     _check_scale(cfg)
+    try:
+        claims.check(cfg)
+    except claims.ClaimError as e:
+        raise ConfigError(f"config error at {e}") from e
     return cfg
 
 
@@ -125,11 +132,8 @@ def _check_tweaks(cfg):
     def check(where, name, params):
         if name not in tweaks:
             raise ConfigError(f"config error at {where}: unknown tweak {name!r}; known: {sorted(tweaks)}")
-        schema = {"type": "object", "additionalProperties": False, "properties": tweaks[name]["schema"]}
-        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(params))
-        if err is not None:
-            raise ConfigError(f"config error at {where}{'.' if err.absolute_path else ''}"
-                              f"{_where(err.absolute_path) if err.absolute_path else ''}: {err.message}")
+        _schema_check({"type": "object", "additionalProperties": False, "properties": tweaks[name]["schema"]},
+                      params, where)
 
     for name, params in cfg["tweaks"].items():
         check(f"tweaks.{name}", name, params)
@@ -166,11 +170,7 @@ def _check_variant(cfg, vname: str, v: dict):
                           f"(init lth, the default) and takes no tweaks but sparse_init (its initialisation)")
     schema = config_schema()["properties"]["recipes"]["additionalProperties"]
     for rname, r in cfg["recipes"].items():
-        merged = {**r, **v["recipe"]}
-        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(merged))
-        if err is not None:
-            raise ConfigError(f"config error at {where}.recipe{'.' if err.absolute_path else ''}"
-                              f"{_where(err.absolute_path) if err.absolute_path else ''}: {err.message}")
+        _schema_check(schema, {**r, **v["recipe"]}, f"{where}.recipe")
 
 
 def _check_analyses(cfg):
@@ -291,6 +291,8 @@ def _check_mask_references(cfg):
 def _check_artefact_references(cfg, aname: str, a: dict):
     """Also normalises `experiment`/`mask` to the lists (in place)."""
     where = f"artefacts.{aname}"
+    if entry("artefacts", a["kind"])["sources"]:  # claims: read other artefacts' CSVs (claims.check checks them)
+        return _check_settings(a, where, "artefacts", "kind", "artefact_common", "artefacts")
     _normalise_lists(a, where)
     _check_artefact_analysis(cfg, a, where)  # first: its error says more of a misplaced `analysis`
     _check_settings(a, where, "artefacts", "kind", "artefact_common", "artefacts")
@@ -329,9 +331,8 @@ def _check_artefact_experiments(cfg, a: dict, where: str):
 def _check_artefact_variants(cfg, aname: str, a: dict, where: str) -> list[str]:
     """The variants an artefact shows (variants, baseline, difference, its panels'): defined, with the rewind
     epochs they need saved by each experiment's recipe. Returns them."""
-    names = list(a["variants"]) + [a.get("baseline")] * ("baseline" in a) + list(a.get("difference", []))
+    names = artefact_variants(a)
     for p in a.get("panels", []):
-        names += p["variants"] + p.get("mark_crossing", [])
         if p.get("experiment") and p["experiment"] not in a["experiments"]:
             raise ConfigError(f"config error at {where}.panels: "
                               f"experiment {p['experiment']!r} is not in {where}.experiments")
@@ -381,7 +382,7 @@ def _check_sparsities(cfg):
                 raise ConfigError(f"config error at {where}: two values stand for the same sparsity "
                                   f"({[v for v, x in zip(values, exact) if exact.count(x) > 1]})")
     for aname, a in cfg["artefacts"].items():
-        for ename in a["experiments"]:
+        for ename in a.get("experiments", []):  # (claims artefacts show no experiments)
             e = cfg["experiments"][ename]
             for mname in (m for m in a["masks"] if m != "dense"):
                 missing = [s for s in a.get("sparsities", [])

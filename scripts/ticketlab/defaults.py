@@ -41,3 +41,11 @@ def imp_level(sparsity: float, rate: float, tol: float = 1e-4) -> int:
         raise MaskError(f"sparsity {sparsity} is not an IMP level for rate {rate} "
                          f"(levels: 1-(1-{rate})^k)")
     return level
+
+
+def artefact_variants(a: dict) -> list[str]:
+    """The variants an artefact's config entry shows: its variants, baseline, difference and panels' (in order)."""
+    names = list(a.get("variants", [])) + ([a["baseline"]] if "baseline" in a else []) + list(a.get("difference", []))
+    for p in a.get("panels", []):
+        names += p["variants"] + p.get("mark_crossing", [])
+    return list(dict.fromkeys(names))

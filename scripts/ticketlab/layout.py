@@ -161,8 +161,15 @@ def arrays_path(json_path: str) -> str:
 
 
 def artefact_files(aid: str, output: str) -> list[str]:
-    """The files artefact `aid` writes, by its kind's output (table or figure); the first is the one to ask
-    Snakemake for."""
+    """The files artefact `aid` writes, by its kind's output (table, figure or claims); the first is the one to
+    ask Snakemake for, and the one the report shows (report_file)."""
     if output == "table":
         return [f"{RESULTS}/tables/{aid}.csv", f"{RESULTS}/tables/{aid}.md"]
+    if output == "claims":
+        return [f"{RESULTS}/tables/{aid}.csv", f"{RESULTS}/tables/{aid}.md", f"{RESULTS}/tables/{aid}.rst"]
     return [f"{RESULTS}/figures/{aid}.png", f"{RESULTS}/figures/{aid}.pdf", f"{RESULTS}/figures/{aid}.csv"]
+
+
+def tidy_csv(aid: str, output: str) -> str:
+    """The tidy CSV of an artefact (what claims read)."""
+    return next(f for f in artefact_files(aid, output) if f.endswith(".csv"))

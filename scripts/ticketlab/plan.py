@@ -9,10 +9,12 @@ is the mask set `dense` at s00.00, and its `lth` variant is the dense run itself
 """
 from __future__ import annotations
 
-from . import layout
+import os
+
+from . import claims, layout
 from .catalog import catalog, entry
 from .config import REPO, check_scale, snap
-from .defaults import FAST_DEFAULTS, imp_level, imp_sparsity
+from .defaults import FAST_DEFAULTS, artefact_variants, imp_level, imp_sparsity
 from .specs import AnalysisJob, ArtefactJob, MaskJob, RunSpec
 from .layout import (FINAL, INIT, METRICS, SUMMARY, W, analysis_path, arrays_path, data_path, dense_dir,
                      dense_files, init_weights, mask_path, mask_report, parse_run, replica_names, run_dir, sp_value,
@@ -175,13 +177,6 @@ def analysis_inputs(spec: dict) -> dict:
     return spec_inputs(spec) if "run" not in spec else AnalysisJob.from_dict(spec).inputs()
 
 
-def artefact_variants(a: dict) -> list[str]:
-    names = list(a["variants"]) + ([a["baseline"]] if "baseline" in a else []) + list(a.get("difference", []))
-    for p in a.get("panels", []):
-        names += p["variants"] + p.get("mark_crossing", [])
-    return list(dict.fromkeys(names))
-
-
 def artefact_runs(cfg, aid: str) -> list[dict]:
     """One row per (experiment, mask, seed, sparsity, variant[, replica]) the artefact needs, with the
     path of the file it reads: the run's summary.json (default), its metrics.csv or its mask's report
@@ -191,6 +186,9 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
     A `rows` entry [mask, variant, experiment] shows that pair for that experiment only."""
     check_scale(cfg, aid)
     a = cfg["artefacts"][aid]
+    if entry("artefacts", a["kind"])["sources"]:  # claims: the tidy CSVs of the artefacts its claims read
+        return [{"artefact": s, "path": layout.tidy_csv(s, entry("artefacts", cfg["artefacts"][s]["kind"])["output"]),
+                 "report": os.path.basename(artefact_files(cfg, s)[0])} for s in claims.sources(cfg, aid)]
     if entry("artefacts", a["kind"])["config_only"]:
         return []
     reps = a.get("replicas", 0)
@@ -227,6 +225,9 @@ def artefact_job(cfg, aid: str) -> dict:
         a = {**a, "analysis_kind": cfg["analyses"][a["analysis"]]["kind"]}
     if entry("artefacts", a["kind"])["setup"]:
         a = {**a, "setup": experiment_setup(cfg, a)}
+    if entry("artefacts", a["kind"])["sources"]:  # claims: the claim files, so that editing a claim re-runs it
+        files = {name: claims.load(name) for name in a["claims"]}
+        a = {**a, "claim_files": files, "decided": {n: claims.decided(cfg, a, doc) for n, doc in files.items()}}
     return ArtefactJob.from_dict({"spec": a, "rows": artefact_runs(cfg, aid),
                                   "variants": {v: cfg["variants"][v] for v in artefact_variants(a)}},
                                  f"artefacts.{aid}").params()
@@ -261,5 +262,5 @@ def artefact_files(cfg, aid: str) -> list[str]:
 
 
 def artefact_kinds(output: str) -> set[str]:
-    """The artefact kinds that write a table (rule table) or a figure (rule figure)."""
+    """The artefact kinds that write a table (rule table), a figure (rule figure) or claims (rule claims)."""
     return {k for k, d in catalog()["artefacts"].items() if d["output"] == output}

@@ -32,34 +32,39 @@ RUNS = ("seeds", "sparsities", "replicas", "rows")  # plan.artefact_runs: the ru
 SUMMARIES = ("metric", "paper", "paper_experiments")  # build: the tidy frame of run summaries and the paper's values
 OWN_FILES = ("reads",)  # plan.artefact_runs: which file of each row (files=True, no shows: not an analysis)
 ANALYSIS = ("analysis",)  # plan.artefact_runs: the analysis shown (kinds with shows)
+SOURCES = ("claims", "decide")  # plan.artefact_runs / artefact_job: the claim files, and which claims are decided
 
 
-def shared_settings(files: bool, shows: tuple, config_only: bool) -> tuple:
+def shared_settings(files: bool, shows: tuple, config_only: bool, sources: bool = False) -> tuple:
     """The keys, beyond COMMON, that the shared code path reads for a kind of these flags."""
     return ((() if config_only else RUNS) + (() if files else SUMMARIES) + (ANALYSIS if shows else ())
-            + (OWN_FILES if files and not shows and not config_only else ()))
+            + (OWN_FILES if files and not shows and not config_only else ()) + (SOURCES if sources else ()))
 
 
 def artefact_kind(name: str, *, output: str, files: bool = False, shows: tuple = (), setup: bool = False,
-                  config_only: bool = False, settings: tuple = ()):
+                  config_only: bool = False, sources: bool = False, settings: tuple = ()):
     """Register an artefact kind with what planning needs to know of it (ticketlab.catalog; the rules, the
     paths and the config checks follow from it):
-    output       'table' (results/tables/<id>.csv, .md) or 'figure' (results/figures/<id>.png, .pdf, .csv)
+    output       'table' (results/tables/<id>.csv, .md), 'figure' (results/figures/<id>.png, .pdf, .csv) or
+                 'claims' (results/tables/<id>.csv, .md, .rst: the .rst for the report's first page)
     files        False: fn(spec, tidy, paper, outputs) on the runs' summaries (ARTEFACTS); True: the kind reads
                  each row's own file (an analysis JSON, a metrics.csv, a mask report) and is called as
                  fn(spec, results, paper, labels, outputs) (ANALYSIS_ARTEFACTS)
     shows        the analysis kinds it can show (its config entry then names an `analysis` of one of them)
     setup        it also gets the settings of its experiments (spec["setup"], plan.experiment_setup)
     config_only  it reads no runs: the table is the configuration itself
+    sources      (with files and config_only) its rows are other artefacts' tidy CSVs (claims: plan.artefact_runs
+                 asks ticketlab.claims which)
     settings     the config keys of its own it reads from spec, and `paper` if it shows its `paper` frame
                  (fn.settings: these after shared_settings of its flags); an artefact entry with a key neither
                  in COMMON nor there is a config error"""
-    if output not in ("table", "figure"):
-        raise ValueError(f"artefact kind {name!r}: output must be 'table' or 'figure', not {output!r}")
+    if output not in ("table", "figure", "claims"):
+        raise ValueError(f"artefact kind {name!r}: output must be 'table', 'figure' or 'claims', not {output!r}")
 
     def deco(fn):
         fn.output, fn.files, fn.shows, fn.setup, fn.config_only = output, files, tuple(shows), setup, config_only
-        fn.settings = tuple(dict.fromkeys(shared_settings(files, shows, config_only) + tuple(settings)))
+        fn.sources = sources
+        fn.settings = tuple(dict.fromkeys(shared_settings(files, shows, config_only, sources) + tuple(settings)))
         return (ANALYSIS_ARTEFACTS if files else ARTEFACTS).register(name)(fn)
     return deco
 
