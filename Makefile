@@ -60,9 +60,12 @@ footprint: setup
 report: setup
 	snakemake --report report.html $(if $(CONFIG),--configfile $(CONFIG))
 
-# Plan a paper at its settings without data, e.g. make paper-dry-run CONFIG=config/paper/spend.yaml
+# Plan a paper at its settings without data, then estimate the plan's GPU time (scripts/gpu_budget.py), e.g.
+# make paper-dry-run CONFIG=config/paper/spend.yaml, or its quick tier:
+# make paper-dry-run CONFIG="config/paper/spend.yaml config/quick/spend.yaml"
 paper-dry-run: setup
-	snakemake -n --configfile $(or $(CONFIG),config/paper/spend.yaml)
+	$(VENV)/bin/snakemake -n --quiet rules --configfile $(or $(CONFIG),config/paper/spend.yaml)
+	$(PY) scripts/gpu_budget.py $(addprefix --configfile ,$(or $(CONFIG),config/paper/spend.yaml))
 
 clean:
 	rm -rf results .snakemake report.html

@@ -48,8 +48,8 @@ def _merge(base: dict, over: dict) -> None:
 
 def summary_files(configfiles: list[str]) -> list[tuple[str, str]]:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--summary", "--quiet"]
-    for c in configfiles:
-        cmd += ["--configfile", c]
+    if configfiles:  # one flag for all: snakemake keeps only the last of several --configfile flags
+        cmd += ["--configfile", *configfiles]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=os.getcwd()).stdout
     rows = [line.split("\t") for line in out.splitlines()[1:] if "\t" in line]
     return [(r[0], r[2]) for r in rows]

@@ -126,7 +126,14 @@ def _flag(v) -> bool | None:
 
 
 def _cell_name(key: dict) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items()) or "all"
+    """Cell keys or filters in words: sparsity=0.9, variant=lth, sparsity in [0.5, 0.8], sparsity >= 0.5."""
+    def one(k, v):
+        if isinstance(v, dict):
+            lo, hi = v.get("min"), v.get("max")
+            return f"{k} in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else \
+                f"{k} >= {lo:g}" if lo is not None else f"{k} <= {hi:g}"
+        return f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+    return ", ".join(one(k, v) for k, v in key.items()) or "all"
 
 
 def cells(claim: dict, df: pd.DataFrame, what: str) -> tuple[list[dict], str]:
