@@ -22,14 +22,16 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from ticketlab.defaults import SOURCE_SIZES  # noqa: E402
+
 # (channels, side, classes, train+test images) of the sources with fixed shapes
-SHAPES = {"digits": (1, 8, 10, 1797), "mnist": (1, 28, 10, 70000), "cifar10": (3, 32, 10, 60000),
-          "cifar100": (3, 32, 100, 60000), "tinyimagenet": (3, 64, 200, 110000)}
+SHAPES = {s: (channels, side, classes, train + test)
+          for s, (train, test, side, channels, classes) in SOURCE_SIZES.items()}
 SMALL = {"json": 4_000, "csv": 3_000, "md": 2_000, "png": 80_000, "pdf": 30_000, "log": 2_000}
 
 
 def load_config(configfiles: list[str]) -> dict:
-    sys.path.insert(0, str(REPO / "scripts"))
     from ticketlab.config import validate
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for path in configfiles:
@@ -66,7 +68,6 @@ def dataset_shape(cfg: dict, name: str) -> tuple[int, int, int, int]:
 def _model_bytes(model_items: tuple, shape: tuple) -> tuple[int, int]:
     """(bytes of a state dict, bytes of its covered conv+linear weights as a bool mask)."""
     import torch
-    sys.path.insert(0, str(REPO / "scripts"))
     from ticketlab.masks import prunable
     from ticketlab.models import build_model
     kw = dict(model_items)

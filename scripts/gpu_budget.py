@@ -4,12 +4,9 @@ The cost model and its assumptions: ticketlab.budget."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from footprint import REPO, load_config, summary_files
-
-sys.path.insert(0, str(REPO / "scripts"))
-from ticketlab import budget  # noqa: E402
+from footprint import load_config, summary_files  # (footprint puts the package on the path)
+from ticketlab import budget
 
 
 def main(argv=None) -> dict:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import plan
+from .defaults import SOURCE_SIZES
 from .layout import RUNS, parse_run
 from .models import build_model
 
@@ -28,10 +29,6 @@ STEP_FLOOR = 3e-3        # seconds: the least a training step takes (kernel laun
 EVAL_FLOOR = 1e-3        # seconds per evaluation batch
 JOB_START = 15.0         # seconds per job: process, data to the device, cuDNN autotuning, writes
 HVP = 2.0                # a Hessian-vector product costs about two training images per image
-# training images per source (before the validation split) and their size
-SOURCES = {"cifar10": (50_000, 10_000, 32, 3, 10), "cifar100": (50_000, 10_000, 32, 3, 100),
-           "tinyimagenet": (100_000, 10_000, 64, 3, 200), "mnist": (60_000, 10_000, 28, 1, 10),
-           "digits": (1_438, 359, 8, 1, 10)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,8 +50,8 @@ class Costs:
     def data(self, dataset: str) -> dict:
         d = self.cfg["datasets"][dataset]
         # folders of images (imagefolder, npz) are not sized before they are read: a guess, as footprint.py's
-        train, test, size, channels, classes = SOURCES.get(d["source"], (100_000, 10_000, d.get("image_size", 32),
-                                                                         3, 1000))
+        train, test, size, channels, classes = SOURCE_SIZES.get(
+            d["source"], (100_000, 10_000, d.get("image_size", 32), 3, 1000))
         val = round(train * d.get("val_fraction", 0.1))
         return {"train": train - val, "eval": val + test, "size": size, "channels": channels, "classes": classes}
 
@@ -66,16 +63,16 @@ class Costs:
     def training(self, spec: dict, dataset: str) -> float:
         """A training run's seconds: its steps, evaluations, GradInit, teacher and monitors."""
         r, d = spec["recipe"], self.data(dataset)
-        train, evaluate = self.per_image(spec["model"], dataset, r.get("batch_size", 128))
+        batch = r.get("batch_size", 128)
+        train, evaluate = self.per_image(spec["model"], dataset, batch)
         epochs = (spec.get("stop_after") or r["epochs"]) - spec.get("start_epoch", 0)
-        steps_per_epoch = math.ceil(d["train"] / r.get("batch_size", 128))
-        steps = r.get("steps") or epochs * steps_per_epoch
-        images = steps * r.get("batch_size", 128)
+        steps = r.get("steps") or epochs * math.ceil(d["train"] / batch)
+        images = steps * batch
         seconds = images * train + epochs * d["eval"] * evaluate
         tweaks = spec.get("tweaks", {})
         for t in ("scaling", "lrsi"):  # GradInit: per iteration two forward-backward passes of a batch
             if t in tweaks:
-                seconds += tweaks[t].get("iterations", 0) * 2 * r.get("batch_size", 128) * train
+                seconds += tweaks[t].get("iterations", 0) * 2 * batch * train
         if spec.get("teacher"):
             seconds += images * evaluate
         m = spec.get("monitor")
@@ -84,10 +81,6 @@ class Costs:
             if m.get("gradflow_every"):
                 seconds += steps / m["gradflow_every"] * m["gradflow_examples"] * train
         return seconds
-
-
-def _dataset(path: str) -> str:
-    return path.split("/")[2]
 
 
 def job_seconds(cfg: dict, costs: Costs, rule: str, path: str) -> float | None:

@@ -100,7 +100,7 @@ def _values(f) -> list:
     return f if isinstance(f, list) else [f]
 
 
-def _check_claim(cfg: dict, cid: str, c: dict, where: str, decides: bool) -> None:
+def _check_claim(cfg: dict, c: dict, where: str, decides: bool) -> None:
     if c["artefact"] not in cfg["artefacts"]:
         raise ClaimError(f"{where}.artefact: no artefact {c['artefact']!r} in the configuration")
     art = cfg["artefacts"][c["artefact"]]
@@ -142,7 +142,7 @@ def check(cfg: dict) -> None:
             keep = set(decided(cfg, a, doc))
             known |= set(doc["claims"])
             for cid, c in doc["claims"].items():
-                _check_claim(cfg, cid, c, f"{_shown(claims_path(name))}: claims.{cid}", cid in keep)
+                _check_claim(cfg, c, f"{_shown(claims_path(name))}: claims.{cid}", cid in keep)
         unknown = sorted(set(a.get("decide", [])) - known) if a.get("decide") != "targets" else []
         if unknown:
             raise ClaimError(f"artefacts.{aid}.decide: no claim {unknown[0]!r} in {a['claims']}")

@@ -43,6 +43,13 @@ def imp_level(sparsity: float, rate: float, tol: float = 1e-4) -> int:
     return level
 
 
+# (training images before the validation split, test images, side, channels, classes) of the sources with fixed
+# shapes: the GPU-time estimate (budget.py) and the footprint estimate (scripts/footprint.py) size from them
+SOURCE_SIZES = {"cifar10": (50_000, 10_000, 32, 3, 10), "cifar100": (50_000, 10_000, 32, 3, 100),
+                "tinyimagenet": (100_000, 10_000, 64, 3, 200), "mnist": (60_000, 10_000, 28, 1, 10),
+                "digits": (1_438, 359, 8, 1, 10)}
+
+
 def artefact_variants(a: dict) -> list[str]:
     """The variants an artefact's config entry shows: its variants, baseline, difference and panels' (in order)."""
     names = list(a.get("variants", [])) + ([a["baseline"]] if "baseline" in a else []) + list(a.get("difference", []))

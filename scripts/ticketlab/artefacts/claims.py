@@ -68,12 +68,16 @@ def select(df: pd.DataFrame, filters: dict, what: str) -> pd.DataFrame:
 def welch(a: tuple, b: tuple) -> tuple[float, float, float]:
     """(d, se, df) of mean_a - mean_b from (mean, std, n) of each side; b = (value, 0, inf) is a constant.
     df is NaN when a side has one seed (no variance to estimate)."""
-    (ma, sa, na), (mb, sb, nb) = a, b
-    d = ma - mb
-    if na < 2 or nb < 2:
+    d = a[0] - b[0]
+    if a[2] < 2 or b[2] < 2:
         return d, math.nan, math.nan
-    va, vb = sa ** 2 / na, (sb ** 2 / nb if math.isfinite(nb) else 0.0)
-    return d, math.sqrt(va + vb), _satterthwaite([(va, na), (vb, nb)])
+    terms = _terms(a, b)
+    return d, math.sqrt(sum(v for v, _ in terms)), _satterthwaite(terms)
+
+
+def _terms(a: tuple, b: tuple) -> list[tuple[float, float]]:
+    """The variance terms (std^2 / n, n) of the two sides' means; a constant's (n inf) is 0."""
+    return [(s ** 2 / n if math.isfinite(n) else 0.0, n) for _, s, n in (a, b)]
 
 
 def _satterthwaite(terms: list[tuple[float, float]]) -> float:
@@ -198,10 +202,6 @@ def _judge_cell(claim, cols, key, ra, rb, constant) -> dict:
     return {**cell, "a": sa[0], "b": sb[0], "n_a": sa[2], "n_b": sb[2] if math.isfinite(sb[2]) else None,
             "diff": d, "se": se, "df": df, "ci_low": lo, "ci_high": hi,
             "verdict": judge(lo, hi, claim["expect"], claim.get("range")), "_terms": _terms(sa, sb)}
-
-
-def _terms(sa, sb) -> list[tuple[float, float]]:
-    return [(sa[1] ** 2 / sa[2], sa[2]), ((sb[1] ** 2 / sb[2]) if math.isfinite(sb[2]) else 0.0, sb[2])]
 
 
 def pooled(claim: dict, cs: list[dict]) -> dict:
