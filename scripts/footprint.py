@@ -3,7 +3,9 @@
 
 Snakemake's `--summary` lists every output file the configuration's DAG has; each file is sized from
 what it holds: weight files = 4 bytes per parameter and buffer of the run's model (built on the meta
-device), mask files = 1 byte per covered weight (+ its JSON report), prepared datasets = their images as
+device), except that a pruned run's covered weights are stored by their kept entries (ticketlab.weights_io:
+4 bytes per kept weight, a bit per covered weight, a bit per pruned one), mask files = a bit per covered weight
+(+ its JSON report), prepared datasets = their images as
 uint8, metrics/summaries/analyses/tables as measured on the demo (small). With --measure, files that
 exist on disk are measured too, which checks the estimate (the README's numbers come from the demo,
 measured, and the paper configurations, estimated). Per-epoch checkpoints are deleted when a run
@@ -24,6 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 from ticketlab.defaults import SOURCE_SIZES  # noqa: E402
+from ticketlab.weights_io import MIN_ZEROS  # noqa: E402
 
 # (channels, side, classes, train+test images) of the sources with fixed shapes
 SHAPES = {s: (channels, side, classes, train + test)
@@ -88,8 +91,23 @@ def estimate(cfg: dict, path: str) -> tuple[str, int]:
     if ext == "pt" and parts[1] in ("runs", "masks", "analysis"):
         dataset, model = parts[2], parts[3]  # results/{runs,masks,analysis}/{dataset}/{model}/...
         state, covered = _model_bytes(tuple(sorted(cfg["models"][model].items())), dataset_shape(cfg, dataset))
-        return ("masks", covered) if parts[1] == "masks" else ("weights", state)
+        if parts[1] == "masks":
+            return "masks", covered // 8
+        s, small = _sparsity(cfg, parts)
+        if small:  # a dense network of the ticket's size (matched parameter count: about 1 - s of the covered)
+            return "weights", int(state - 4 * covered * s)
+        if s >= MIN_ZEROS:  # packed: the kept weights, where they are, the pruned ones' signs
+            return "weights", int(state - 4 * covered + 4 * covered * (1 - s) + covered / 8 + covered * s / 8)
+        return "weights", state
     return ("tables/figures" if parts[1] in ("tables", "figures") else "small files"), SMALL.get(ext, 2_000)
+
+
+def _sparsity(cfg: dict, parts: list[str]) -> tuple[float, bool]:
+    """The mask sparsity of the run a weight file belongs to (results/{runs,analysis}/<run>/...; 0 for the dense
+    run and its dense-network variants) and whether the run is a small-dense variant (no mask: a smaller network)."""
+    if len(parts) < 9 or parts[6] == "dense" or not parts[7].startswith("s"):
+        return 0.0, False
+    return float(parts[7][1:]) / 100, bool(cfg["variants"].get(parts[8].split("@")[0], {}).get("small_dense"))
 
 
 def main(argv=None) -> None:

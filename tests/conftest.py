@@ -40,7 +40,8 @@ def digits_npz(tmp_path_factory):
 def same_weights(a, b) -> bool:
     """Two weight files hold the same tensors, bit for bit."""
     import torch
-    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    from ticketlab.weights_io import load as load_state  # torch: imported once the workers' threads are set
+    x, y = load_state(a), load_state(b)
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 

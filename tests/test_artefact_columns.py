@@ -12,6 +12,7 @@ from ticketlab.artefacts import build, extra_tag, numerics_of, params_of, params
 from ticketlab.training import live_param_counts as param_counts
 from ticketlab.masks import Mask
 from ticketlab.models.layers import ConvBN
+from ticketlab.weights_io import load as load_state
 
 CPU = {"device": "cpu", "precision": "fp32", "channels_last": False, "compile": False}
 CUDA = {"device": "cuda", "precision": "bf16", "channels_last": True, "compile": False}
@@ -234,7 +235,7 @@ def test_the_analysis_job_writes_params_numerics_and_threshold(tmp_path, digits_
     res = analyse({"run": spec, "analysis": settings, "weights": str(tmp_path / "r" / "final.pt"), "epochs": 1},
                   str(tmp_path / "a.json"))
     assert json.loads((tmp_path / "a.json").read_text())["params"] == res["params"]
-    state = torch.load(tmp_path / "r" / "final.pt")
+    state = load_state(tmp_path / "r" / "final.pt")
     trained = [k for k in state if k.endswith((".weight", ".bias")) and "running" not in k]
     extras = sum(int((state[k] != 0).sum()) for k in trained if "skip_" in k)
     assert extras > 0 and res["params"]["nonzero"] == sum(int((state[k] != 0).sum()) for k in trained)

@@ -18,6 +18,7 @@ from ticketlab.jobs import make_mask
 from ticketlab.masks import Mask, prunable
 from ticketlab.models import build_model
 from ticketlab.training import Run
+from ticketlab.weights_io import load as load_state
 
 MODEL = {"arch": "resnet20", "width": 0.25}
 
@@ -89,7 +90,7 @@ def test_early_bird_prunes_the_weights_after_the_epoch_it_names(planned):
     cfg, w = planned
     spec, eb = mask_of(cfg, w, "dlth_eb", "70.00")
     assert spec["weights"].endswith("/dense/rewind_e1.pt")  # 1/8 of the demo's 8 epochs
-    early, final = torch.load(spec["weights"]), torch.load(spec["weights"].replace("rewind_e1", "final"))
+    early, final = load_state(spec["weights"]), load_state(spec["weights"].replace("rewind_e1", "final"))
     for k, v in eb.items():
         assert np.array_equal(v.numpy(), topk_by_hand(early[k], 0.7)), k
     assert any(not np.array_equal(v.numpy(), topk_by_hand(final[k], 0.7)) for k, v in eb.items())
@@ -126,7 +127,7 @@ def test_lth_iter_reaches_the_target_through_nested_magnitude_cycles(tmp_path, d
     previous = None
     for c in (1, 2, 3):
         m = Mask.load(str(work / f"mask{c}.pt"))
-        trained = torch.load(work / f"cycle{c}" / "final.pt")
+        trained = load_state(work / f"cycle{c}" / "final.pt")
         for k, v in m.items():
             before = previous[k] if previous else torch.ones_like(v)
             assert int((~v).sum()) == round(v.numel() * cycle_sparsity(0.9, c, 3)), (c, k)
@@ -136,7 +137,7 @@ def test_lth_iter_reaches_the_target_through_nested_magnitude_cycles(tmp_path, d
         previous = m
     assert all(torch.equal(final[k], previous[k]) for k in final)
     assert cycle_sparsity(0.9, 3, 3) == 0.9 and all(int((~v).sum()) == round(0.9 * v.numel()) for v in final.values())
-    theta0, cycle2 = torch.load(tmp_path / "init.pt"), torch.load(work / "cycle2" / "final.pt")
+    theta0, cycle2 = load_state(tmp_path / "init.pt"), load_state(work / "cycle2" / "final.pt")
     assert all(not torch.equal(cycle2[k], theta0[k] * previous[k]) for k in final)  # the cycles train
 
 
@@ -158,8 +159,8 @@ def test_lth_iter_resumes_its_trainings_after_a_kill(tmp_path, digits_npz, monke
     make_mask(spec, str(tmp_path / "killed.pt"))
     assert runs == ["cycle2", "cycle3"]  # cycle 1 is done; cycle 2 resumes from its checkpoint
     for c in (1, 2, 3):
-        a = torch.load(tmp_path / "whole.cycles" / f"cycle{c}" / "final.pt")
-        b = torch.load(tmp_path / "killed.cycles" / f"cycle{c}" / "final.pt")
+        a = load_state(tmp_path / "whole.cycles" / f"cycle{c}" / "final.pt")
+        b = load_state(tmp_path / "killed.cycles" / f"cycle{c}" / "final.pt")
         assert all(torch.equal(a[k], b[k]) for k in a), c
     a, b = Mask.load(str(tmp_path / "whole.pt")), Mask.load(str(tmp_path / "killed.pt"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -22,6 +22,7 @@ from ticketlab.pruners.zoo import random_mask
 from ticketlab.training import Run, lr_at, run
 from ticketlab.tweaks import TWEAKS
 from ticketlab.tweaks.dst import DynamicSparse, RigL, drop_fraction, is_update
+from ticketlab.weights_io import load as load_state
 
 MASK = torch.tensor([True] * 6 + [False] * 6).view(3, 4)
 WEIGHT = torch.tensor([0.5, -0.1, 0.9, 0.05, -0.7, 0.3, 0, 0, 0, 0, 0, 0]).view(3, 4)
@@ -174,7 +175,7 @@ def test_every_update_keeps_each_layers_sparsity_and_grown_weights_start_at_zero
     assert updates and all(s % 3 == 0 and s > 0 for s in updates)
     assert summary["mask_sparsity"] == pytest.approx(mask.sparsity)
     assert any(not torch.equal(r.mask[k].cpu(), mask[k]) for k in mask)  # the connectivity did move
-    final = torch.load(tmp_path / "run" / "final.pt", weights_only=True)
+    final = load_state(tmp_path / "run" / "final.pt")
     assert all(torch.all(final[k][~r.mask[k].cpu()] == 0) for k in mask)
 
 
@@ -281,9 +282,9 @@ def test_resume_after_a_kill_is_bitwise_and_keeps_the_live_mask(tmp_path, digits
     assert torch.load(tmp_path / "preempted" / "checkpoint.pt", weights_only=False)["within"]["step"] == 5
     preempted = run(spec, str(tmp_path / "preempted"))
 
-    a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)
+    a = load_state(tmp_path / "straight" / "final.pt")
     for out, summary in (("killed", killed), ("preempted", preempted)):
-        b = torch.load(tmp_path / out / "final.pt", weights_only=True)
+        b = load_state(tmp_path / out / "final.pt")
         assert all(torch.equal(a[k], b[k]) for k in a), out
         assert summary["tweak_log"] == ref["tweak_log"] and summary["mask_sparsity"] == ref["mask_sparsity"]
 
@@ -298,8 +299,8 @@ def test_monitored_run_logs_the_gradient_flow_around_each_update_and_trains_the_
                "gradflow_every": 4, "gradflow_examples": 100, "seed": 0}
     out = jobs.trajectory({**spec, "name": str(tmp_path / "mon"), "monitor": monitor, "export": False},
                           str(tmp_path / "mon.json"))
-    a = torch.load(tmp_path / "plain" / "final.pt", weights_only=True)
-    b = torch.load(tmp_path / "mon" / "final.pt", weights_only=True)
+    a = load_state(tmp_path / "plain" / "final.pt")
+    b = load_state(tmp_path / "mon" / "final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = out["curves"]
     assert c["gradient_flow_delta"]["x"] == list(range(5, 22, 5))  # 2 epochs of 11 steps

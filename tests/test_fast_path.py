@@ -20,6 +20,7 @@ from ticketlab.masks import Mask, magnitude_prune, prunable
 from ticketlab.analysis.trajectory import monitors
 from ticketlab.defaults import FAST_DEFAULTS
 from ticketlab.training import Data, Fast, Run, TrainingError, build, evaluate, lr_at, run
+from ticketlab.weights_io import load as load_state
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a cuda device object needs no GPU
 
@@ -184,7 +185,7 @@ def test_forced_bf16_channels_last_trains_masked_and_saves_plain_layout(tmp_path
     run({k: v for k, v in spec.items() if k != "precision"}, str(tmp_path / "fp32"))
     bf16, fp32 = (pd.read_csv(tmp_path / name / "metrics.csv")["train_loss"] for name in ("full", "fp32"))
     assert bf16.is_monotonic_decreasing and abs(bf16.iloc[-1] - fp32.iloc[-1]) < 0.05 * fp32.iloc[-1]
-    state = torch.load(tmp_path / "full" / "final.pt", weights_only=True)
+    state = load_state(tmp_path / "full" / "final.pt")
     assert all(v.is_contiguous() for v in state.values())
     assert run(tiny_spec(digits_npz), str(tmp_path / "plain"))["numerics"]["precision"] == "fp32"
 

@@ -16,6 +16,7 @@ from ticketlab.models.layers import ConvBN, PSwish, is_extra
 from ticketlab.training import Data, Run, evaluate, run
 from ticketlab.tweaks.ghost import beta_schedule, gate_schedule
 from ticketlab.tweaks.scaling import Scaling
+from ticketlab.weights_io import load as load_state
 
 M = 4.0  # first LR decay, in epochs
 
@@ -165,7 +166,7 @@ def ghost_spec(data, epochs=2, milestones=(1,)):
 
 def test_ghost_run_final_weights_load_strictly_into_the_plain_model(tmp_path, digits_npz):
     summary = run(ghost_spec(digits_npz), str(tmp_path / "r"))
-    final = torch.load(tmp_path / "r" / "final.pt", weights_only=True)
+    final = load_state(tmp_path / "r" / "final.pt")
     assert not any("skip_" in k for k in final)
     plain = tiny(seed=5)
     plain.load_state_dict(final, strict=True)

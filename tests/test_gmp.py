@@ -10,6 +10,7 @@ from ticketlab.masks import Mask, covered
 from ticketlab.models import build_model
 from ticketlab.training import Run, run
 from ticketlab.tweaks.gmp import GradualMagnitudePruning, gmp_sparsity, is_pruning_step
+from ticketlab.weights_io import load as load_state
 
 GMP = {"sparsity": 0.9, "start": 3, "end": 15, "every": 4}
 
@@ -51,7 +52,7 @@ def test_pruning_run_ends_exactly_sparse_and_the_pruned_mask_set_reproduces_its_
         s = max(gmp_sparsity(u, 0.9, 3, 15) for u in range(3, t + 1) if is_pruning_step(u, 3, 15, 4)) if t >= 3 else 0.0
         assert removed == {k: round(s * n) for k, n in sizes.items()}, t
     assert seen[14] != seen[15] and seen[15] == seen[21]  # the last pruning at t_end, then fixed
-    final = torch.load(tmp_path / "prune" / "final.pt", weights_only=True)
+    final = load_state(tmp_path / "prune" / "final.pt")
     for k, m in r.mask.items():
         assert torch.all(final[k][~m] == 0) and torch.all(final[k][m] != 0), k  # exactly the pruned are zero
         assert int((~m).sum()) == round(0.9 * m.numel())

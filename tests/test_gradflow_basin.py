@@ -16,6 +16,7 @@ from ticketlab.artefacts.basin import (basin_figure, disagreement, embed, ensemb
                                        interval, pairwise_distances)
 from ticketlab.masks import Mask
 from ticketlab.training import Data, Run, evaluate, initial_weights
+from ticketlab.weights_io import load as load_state
 
 
 def _loss(model, x, y):
@@ -167,7 +168,7 @@ def test_initial_weights_are_what_the_run_started_from(digits_npz, tmp_path):
     lenet = {"arch": "lenet5", "width": 0.5}
     dense = tiny_spec(digits_npz, model=lenet, save_init=True, recipe={**tiny_spec(digits_npz)["recipe"], "epochs": 1})
     Run(dense, str(tmp_path / "dense")).run()
-    saved = torch.load(tmp_path / "dense" / "init.pt", weights_only=True)
+    saved = load_state(tmp_path / "dense" / "init.pt")
     replay = initial_weights(dense)
     assert saved.keys() == replay.keys() and all(torch.equal(saved[k], replay[k]) for k in saved)
     # a masked random re-initialisation: the drawn init x mask, the same draw every time

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from conftest import REPO, SMOKE, assert_artefacts_built, planned, snakemake
+from ticketlab.weights_io import load as load_state
 
 pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 
@@ -56,7 +56,7 @@ def test_lottery_ticket_starts_at_the_pruning_runs_init_times_its_mask(smoke, mo
         with np.load(smoke / ANALYSIS / f"seed42/pruned/s95.00/basin_lt@o{k}/basin_paths.npz") as z:
             assert np.array_equal(z["init"], expect.astype(np.float32))
     # Prune Restart starts from the pruning solution itself: its (masked) final weights
-    final = torch.load(smoke / RUNS / "seed42/dense/s00.00/prune/final.pt", weights_only=True)
+    final = load_state(smoke / RUNS / "seed42/dense/s00.00/prune/final.pt")
     assert all(((final[k] != 0) <= mask[k]).all() for k in mask)  # the solution is exactly on the mask
 
 

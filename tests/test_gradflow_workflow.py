@@ -12,6 +12,7 @@ from conftest import REPO, SMOKE, assert_artefacts_built, config_with, planned, 
 from ticketlab import plan
 from ticketlab.masks import Mask
 from ticketlab.training import initial_weights
+from ticketlab.weights_io import load as load_state
 
 pytestmark = pytest.mark.workflow  # subprocesses: snakemake, training processes, a job server or SLURM
 
@@ -96,7 +97,7 @@ def test_smoke_builds_table_1_and_figures_1c_2_3(smoke):
 
 def test_smoke_pruned_mask_is_the_pruning_runs_mask_and_the_lottery_starts_from_its_init(smoke, monkeypatch):
     run = smoke / "results" / "runs" / "digits" / "lenet5_demo" / "gradflow" / "seed42"
-    final = torch.load(run / "dense" / "s00.00" / "prune" / "final.pt", weights_only=True)
+    final = load_state(run / "dense" / "s00.00" / "prune" / "final.pt")
     mask = Mask.load(str(smoke / "results" / "masks" / "digits" / "lenet5_demo" / "gradflow" / "seed42" / "pruned"
                          / "s95.00.pt"))
     for k, m in mask.items():
@@ -133,7 +134,7 @@ def test_paper_dry_run_plans_every_run_without_data(tmp_path):
     # distances / paths of 5 LT and 5 scratch runs (tests/test_gradflow_space_workflow.py)
     assert jobs == {"prepare_data": 1, "dense_gradflow": seeds, "retrain": seeds * (2 + 12) + 4 * 5, "mask": seeds,
                     "trajectory": seeds * 7, "analysis": 1, "analysis_arrays": 20 + 5 + 10, "table": 2, "figure": 4,
-                    "claims": 1, "all": 1}
+                    "claims": 1, "curves": 3, "all": 1}  # curves: gradflow, gradflow_43, gradflow_43_seeds
     assert "results/data/mnist.npz" in out
     assert "results/runs/mnist/lenet5/gradflow/seed2020/dense/s00.00/prune/final.pt" in out
     assert "results/analysis/mnist/lenet5/gradflow/seed7/pruned/s95.00/rigl_inverted/gradflow_monitored.json" in out

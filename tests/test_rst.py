@@ -12,6 +12,7 @@ from ticketlab.pruners.zoo import random_mask
 from ticketlab.training import Run, run
 from ticketlab.tweaks import TWEAKS, Tweak
 from ticketlab.tweaks.rst import cycle_masks, cycle_steps, rst_lambda
+from ticketlab.weights_io import load as load_state
 
 PAPER = dict(eta=1e-4, every=5, bound=1.0, stabilise=40000)   # section 6
 ITER = dict(eta=1e-4, every=1, bound=1.0, stabilise=10000)    # RST-Iter
@@ -148,13 +149,13 @@ def rst_spec(digits_npz, mask, init, steps, epochs, **rst):
 
 def test_rst_extrudes_the_masked_weights_and_trains_the_others(tmp_path, digits_npz, mask_file):
     mask, init, target = mask_file
-    theta0 = torch.load(init)
+    theta0 = load_state(init)
     norms, finals = {}, {}
     for bound in (0.01, 0.1, 1.0):  # 21 steps = one epoch of the digits at batch 64: 5 increments + 16 at the bound
         spec = rst_spec(digits_npz, mask, init, 21, 1, eta=bound / 5, every=1, bound=bound, stabilise=16)
         summary = run(spec, str(tmp_path / f"b{bound}"))
         norms[bound] = summary["tweak_log"]["masked_norm"]
-        finals[bound] = torch.load(tmp_path / f"b{bound}" / "final.pt")
+        finals[bound] = load_state(tmp_path / f"b{bound}" / "final.pt")
         assert summary["mask_sparsity"] == pytest.approx(target.sparsity)  # the transformed subnetwork
     start = norms[1.0][0]
     assert start == pytest.approx(sum(float((theta0[k][~m] ** 2).sum()) for k, m in target.items()) ** 0.5)

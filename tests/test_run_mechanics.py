@@ -13,6 +13,7 @@ from ticketlab.masks import covered, magnitude_prune, prunable
 from ticketlab.models import build_model
 from ticketlab.training import Run, lr_at, run
 from ticketlab.tweaks import TWEAKS, Tweak
+from ticketlab.weights_io import load as load_state
 
 
 def test_step_schedule_equals_torchs_multisteplr():
@@ -119,7 +120,7 @@ def test_a_tweak_changes_the_live_mask_and_resume_keeps_it(tmp_path, digits_npz,
     r = Run(spec, str(tmp_path / "live"))
     summary = r.run()
     drop, grow = summary["tweak_log"]["flips"][0]
-    final = torch.load(tmp_path / "live" / "final.pt")["conv1.conv.weight"].flatten()
+    final = load_state(tmp_path / "live" / "final.pt")["conv1.conv.weight"].flatten()
     assert final[drop] == 0 and final[grow] != 0  # dropped stays zero, regrown trained from zero
     assert r.mask["conv1.conv.weight"].flatten()[grow] and not r.mask["conv1.conv.weight"].flatten()[drop]
     assert summary["mask_sparsity"] == pytest.approx(mask.sparsity)

@@ -10,6 +10,7 @@ from ticketlab.analysis.correlation import correlation_indicator, remaining, top
 from ticketlab.jobs import analyse
 from ticketlab.masks import Mask, MaskError, covered, magnitude_prune
 from ticketlab.training import Run, initial_weights, run
+from ticketlab.weights_io import load as load_state
 
 
 def test_identical_weights_give_one_at_every_p():
@@ -69,13 +70,13 @@ def test_rr_run_initial_weights_are_rebuilt_exactly_and_the_job_computes_rp(tmp_
                      save_init=True)
     spec["recipe"] = {**spec["recipe"], "epochs": 1}
     run(spec, str(tmp_path / "rr"))
-    saved = torch.load(tmp_path / "rr" / "init.pt")
+    saved = load_state(tmp_path / "rr" / "init.pt")
     rebuilt = initial_weights(spec)
     assert all(torch.equal(saved[k], rebuilt[k]) for k in saved)
     settings = {"kind": "correlation", "ps": [0.1, 0.5, 1.0], "layers": "conv", "keep_dense": ["first"]}
     out = analyse({"run": spec, "analysis": settings, "weights": str(tmp_path / "rr" / "final.pt"), "epochs": 1,
                    "initial": True}, str(tmp_path / "rp.json"))
-    final = torch.load(tmp_path / "rr" / "final.pt")
+    final = load_state(tmp_path / "rr" / "final.pt")
     kept = {k: m for k, m in mask.items()}
     expected = [correlation_indicator(saved, final, kept, p) for p in (0.1, 0.5, 1.0)]
     assert out["curves"]["r_p"] == {"x": [0.1, 0.5, 1.0], "y": expected}

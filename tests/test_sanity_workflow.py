@@ -90,7 +90,8 @@ def test_paper_dry_run_plans_the_full_graph_without_data(tmp_path):
     assert jobs["retrain"] == experiments * levels * (2 + 2 + 2 + 1)
     assert jobs["analysis"] == 3 * 3 and jobs["table"] == 2 and jobs["figure"] == 4  # R_p: 3 runs x 3 LRs
     assert jobs["claims"] == 1  # sanity_claims
-    assert sum(jobs.values()) == 3195
+    assert jobs["curves"] == experiments  # the report's training curves, one figure per experiment
+    assert sum(jobs.values()) == 3195 + experiments
     for f in ("cifar10", "cifar100", "tinyimagenet"):
         assert f"results/data/{f}.npz" in out
     assert "results/runs/cifar100/vgg16/sanity_vgg_lr0.01/seed914/sanity_omp/s95.60/sanity_wr/final.pt" in out

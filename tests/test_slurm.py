@@ -5,6 +5,7 @@ artefacts compared. Needs root (munged runs as user munge, slurmd as root). A ma
 start SLURM fails here, with the daemons' logs; TICKETLAB_SKIP_SLURM=1 skips these tests explicitly."""
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -27,9 +28,10 @@ SMOKE = str(REPO / "tests" / "smoke.yaml")
 SKIP = os.environ.get("TICKETLAB_SKIP_SLURM") == "1"
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
-# One experiment at smoke scale, one table: prepare_data, dense, one IMP mask, one re-training, the
-# table (5 SLURM jobs). Each class gets its own memory and time so the test can see them in SLURM;
-# training asks for a GPU (a fake one: the node's gres is /dev/null, the runs stay on the CPU).
+# One experiment at smoke scale, one table: prepare_data, dense, one IMP mask, one re-training, the table. The
+# data and the table run on the submitting node (localrules); the IMP mask shares the submission of the dense run
+# it prunes (group), so SLURM sees two jobs. Each class gets its own memory and time so the test can see them in
+# SLURM; training asks for a GPU (a fake one: the node's gres is /dev/null, the runs stay on the CPU).
 CPUS = min(2, os.cpu_count() or 1)
 OVERRIDE = {
     "device": "cpu",
@@ -43,10 +45,11 @@ OVERRIDE = {
                   "analysis": {"cpus": 1, "mem_mb": 700, "runtime": 7, "gpus": 0},
                   "artefact": {"cpus": CPUS, "mem_mb": 800, "runtime": 8}},
 }
-# rule -> (cpus, memory, time limit, GPUs) that SLURM must show for its job
-EXPECTED = {"prepare_data": (1, "500M", "5:00", None), "dense_demo": (1, "1000M", "10:00", "gres:gpu:1"),
-            "mask": (1, "600M", "6:00", None), "retrain": (1, "1000M", "10:00", "gres:gpu:1"),
-            "table": (CPUS, "800M", "8:00", None)}
+# rules of a submission -> (cpus, memory, time limit, GPUs) that SLURM must show for it: the dense run and its
+# mask in series (their times add up; memory and GPUs are the larger job's), the re-training on its own.
+EXPECTED = {("dense_demo", "mask"): (1, "1000M", "16:00", "gres:gpu:1"),
+            ("retrain",): (1, "1000M", "10:00", "gres:gpu:1")}
+RULES = ("prepare_data", "dense_demo", "mask", "retrain", "table")
 
 
 def _free_port() -> int:
@@ -166,16 +169,18 @@ PartitionName=ticketlab Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def jobs(self) -> dict[str, tuple]:
-        """rule -> (state, cpus, memory, time limit, GPUs) of every job this cluster ran."""
+    def jobs(self) -> dict[tuple, tuple]:
+        """rules -> (state, cpus, memory, time limit, GPUs) of every job this cluster ran. Its comment names them:
+        rule_<rule>_wildcards_... for a job, rule_<group id>_<rules>, the group's rules sorted, for a group."""
         fmt = "Comment:200,State:20,NumCPUs:8,MinMemory:10,TimeLimit:12,tres-per-job:30"
         out = subprocess.run(["squeue", "-t", "all", "-h", "-O", fmt], env=self.env, capture_output=True,
                              text=True, check=True).stdout
         rows = {}
         for line in out.splitlines():
             comment, state, cpus, mem, limit, tres = line.split()
-            rule = comment.removeprefix("rule_").split("_wildcards_")[0]
-            rows[rule] = (state, int(cpus), mem, limit, None if tres == "N/A" else tres)
+            name = comment.removeprefix("rule_").split("_wildcards_")[0]
+            rules = tuple(r for r in RULES if name == r or name.endswith(f"_{r}") or f"_{r}_" in name)
+            rows[rules] = (state, int(cpus), mem, limit, None if tres == "N/A" else tres)
         return rows
 
 
@@ -243,11 +248,12 @@ def test_tiny_dag_on_slurm_matches_a_local_run(cluster, tmp_path):
     assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
     print(f"\nlocal run {t1 - t0:.0f} s, SLURM run {time.time() - t1:.0f} s")
 
-    # every job went through SLURM, with its class's resources from the config
+    # the training jobs went through SLURM, with their classes' resources from the config, the mask along with
+    # the run it prunes; data and table stayed on this node
     jobs = cluster.jobs()
     assert set(jobs) == set(EXPECTED), jobs
-    for rule, (cpus, mem, limit, gpus) in EXPECTED.items():
-        assert jobs[rule] == ("COMPLETED", cpus, mem, limit, gpus), (rule, jobs[rule])
+    for rules, (cpus, mem, limit, gpus) in EXPECTED.items():
+        assert jobs[rules] == ("COMPLETED", cpus, mem, limit, gpus), (rules, jobs[rules])
 
     # the same files, the same numbers (CPU training is deterministic for a seed; timings aside)
     a, b = _results(local), _results(remote)
@@ -275,7 +281,7 @@ def test_rule_classes_take_their_resources_from_the_config(tmp_path):
                        capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     jobs = {}
-    for block in (p.stdout + p.stderr).split("\nrule ")[1:]:
+    for block in re.split(r"\n\s*rule ", p.stdout + p.stderr)[1:]:  # jobs, and jobs of a group (indented)
         rule, body = block.split(":", 1)
         jobs.setdefault(rule, body)
     res = {r: next((line.strip() for line in body.splitlines() if line.strip().startswith("resources:")), "")

@@ -10,10 +10,11 @@ from conftest import same_weights, tiny_spec
 from ticketlab.masks import magnitude_prune, prunable
 from ticketlab.models import build_model
 from ticketlab.training import Run, TrainingError, run
+from ticketlab.weights_io import load as load_state
 
 
 def state(path):
-    return torch.load(path, weights_only=True)
+    return load_state(path)
 
 
 def make_mask(tmp_path, data, sparsity=0.8):

@@ -8,13 +8,14 @@ from ticketlab import jobs
 from ticketlab.analysis.trajectory import monitors
 from ticketlab.masks import magnitude_prune, prunable
 from ticketlab.training import Data, Run, load_trained, load_weights, run
+from ticketlab.weights_io import load as load_state
 
 MONITOR = {"epochs": 0, "hessian_batches": 2, "hessian_batch_size": 32, "hessian_max_iter": 5, "hessian_tol": 1e-3,
            "gradflow_every": 4, "gradflow_examples": 100, "seed": 0}
 
 
 def weights(path):
-    return torch.load(path, weights_only=True)
+    return load_state(path)
 
 
 def masked_spec(tmp_path, data, **over):

@@ -42,8 +42,10 @@ def test_rerun_is_a_noop_and_a_changed_variant_reruns_only_its_jobs(smoke_run, t
     # the ls variant at 0% and 36%, and the artefacts that show it (spend Table A2, Figure 1; ToST Table 4);
     # its analyses: the Hessian (Fig. A13), the epoch-1 re-run and its landscape (Fig. 4), the final
     # landscape (Fig. 8 and ToST Fig. 10 share it), and those four figures
-    # and the claims that read those artefacts: spend's, tost's and every paper's
-    assert jobs == {"retrain": 2, "table": 2, "figure": 5, "analysis": 3, "trajectory": 1, "claims": 3, "all": 1}
+    # and the claims that read those artefacts: spend's, tost's and every paper's; the training curves of the two
+    # experiments with ls runs (spend, tost_r18)
+    assert jobs == {"retrain": 2, "table": 2, "figure": 5, "analysis": 3, "trajectory": 1, "claims": 3, "curves": 2,
+                    "all": 1}
 
 
 def test_report_holds_the_artefacts_and_opens_on_the_claims(smoke_run, tmp_path):
@@ -52,6 +54,19 @@ def test_report_holds_the_artefacts_and_opens_on_the_claims(smoke_run, tmp_path)
     html = report.read_text(errors="replace")
     for a in ARTEFACTS:
         assert a in html, a
+    # one category per paper (its prefix and title, from its claims file), subcategories by output
+    from ticketlab import claims as claim_files
+    for prefix in ("spend", "tost", "sanity", "dlth", "gradflow"):
+        assert f"{prefix}: {claim_files.load(prefix)['paper'].split(' (')[0]}" in html, prefix
+    for sub in ("Tables", "Figures", "Claims", "Training curves"):
+        assert f'"{sub}"' in html, sub
+    # captions from the artefact's config entry: title, id and kind, its runs, the paper's values
+    assert ("<strong>Table A2: ResNet-18 tweaks on LTH tickets</strong> (artefact <tt class=\\\"docutils literal\\\">"
+            "spend_tab_a2</tt>") in html
+    assert "The paper&#x27;s values" in html or "The paper's values" in html
+    # each experiment's training curves
+    for e in ("spend", "tost_r18", "sanity_r20_lr0.1", "dlth", "gradflow"):
+        assert f"results/curves/{e}.png" in html, e
     # the first page (the workflow description): the claims table of what is built, rows linked to artefacts
     first = html[html.index("Does it reproduce?"):]
     first = first[:first.index("</script>")]

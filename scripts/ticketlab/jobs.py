@@ -87,6 +87,7 @@ def analyse(spec: dict | AnalysisJob, out: str, threads: int = 1, arrays: str | 
     .npz output of rule analysis_arrays)."""
     import torch
 
+    from . import weights_io
     from .analysis import ANALYSES, COMMON
     from .training import Data, Fast, initial_weights, live_param_counts, load_trained, pick_device
 
@@ -97,7 +98,7 @@ def analyse(spec: dict | AnalysisJob, out: str, threads: int = 1, arrays: str | 
         raise ValueError(f"analysis kind {a['kind']!r} writes arrays: it needs the path of its .npz")
     extra = {"init": initial_weights(run, threads)} if kind.needs_init else {}
     if kind.needs_reference:
-        extra["reference"] = torch.load(job.reference, map_location="cpu", weights_only=True)
+        extra["reference"] = weights_io.load(job.reference)
     torch.set_num_threads(max(1, threads))
     device = pick_device(run.device)
     data = Data(run.data, device)
@@ -196,6 +197,12 @@ def _artefact_job(job: dict) -> None:
     make_artefact(a.spec, a.variants, rows, job["input"].get("paper", []), job["output"], job["id"])
 
 
+def _curves_job(job: dict) -> None:
+    from .training_curves import plot
+    p = job["params"]["job"]
+    plot(p["experiment"], p["runs"], job["input"]["metrics"], job["output"][0])
+
+
 # What each kind of job runs, given its description; the rules' entry scripts name the kind
 # (scripts/train.py: main(snakemake, job="train")), so a rule's name never decides what runs.
 JOBS = {
@@ -204,7 +211,8 @@ JOBS = {
     "mask": _mask_job,
     "analysis": _analysis_job,  # analysis, analysis_arrays
     "trajectory": _trajectory_job,
-    "artefact": _artefact_job,  # table, figure
+    "artefact": _artefact_job,  # table, figure, claims
+    "curves": _curves_job,
 }
 
 

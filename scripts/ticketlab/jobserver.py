@@ -130,8 +130,11 @@ def _start(path: str) -> None:
         if os.path.exists(path):
             os.remove(path)  # a dead server's socket
         log = open(os.path.join(os.path.dirname(path), "ticketlab-jobs.log"), "a")
+        # the server imports this copy of the package, installed or not (a job's Python may have no ticketlab)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.path.dirname(PACKAGE),
+                                                                       os.environ.get("PYTHONPATH")) if p))
         subprocess.Popen([sys.executable, "-m", "ticketlab.jobserver", path], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, close_fds=True)
+                         stdout=log, stderr=log, start_new_session=True, close_fds=True, env=env)
         # the lock is held until the socket exists, so a second client waits instead of starting another
         deadline = time.time() + START_TIMEOUT
         while not os.path.exists(path) and time.time() < deadline:

@@ -122,6 +122,13 @@ def parse_run(run: str):
     return W(**w, mask=mask, sparsity=tag, variant=variant)
 
 
+def parse_mask(path: str):
+    """The wildcards of a mask file from its path (see mask_path): dataset, model, recipe, seed, mask, sparsity."""
+    *_, dataset, model, recipe, seed, mask, sparsity = path.removesuffix(".pt").split("/")
+    return W(dataset=dataset, model=model, recipe=recipe, seed=seed.removeprefix("seed"), mask=mask,
+             sparsity=sparsity.removeprefix("s"))
+
+
 def replica_names(variant: str, replicas: int) -> list[str]:
     return [f"{variant}{REPLICA}{k}" for k in range(1, replicas + 1)] if replicas else [variant]
 
@@ -158,6 +165,20 @@ def analysis_path(run: str, name: str) -> str:
 def arrays_path(json_path: str) -> str:
     """The .npz beside an analysis JSON, for kinds that write arrays (rule analysis_arrays)."""
     return json_path.removesuffix(".json") + ".npz"
+
+
+def run_of_file(path: str) -> str:
+    """The run (run_key) a run's file (results/runs/<run>/...) or one of its analyses (results/analysis/<run>/<name>
+    .json) belongs to."""
+    head = os.path.dirname(path)
+    if path.startswith(f"{RESULTS}/analysis/"):
+        return head.removeprefix(f"{RESULTS}/analysis/")
+    return run_key(head)
+
+
+def curves_path(experiment: str) -> str:
+    """The report's figure of the training curves of an experiment's runs (rule curves)."""
+    return f"{RESULTS}/curves/{experiment}.png"
 
 
 def artefact_files(aid: str, output: str) -> list[str]:

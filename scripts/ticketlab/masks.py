@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .defaults import MaskError, imp_level, imp_sparsity  # noqa: F401  (torch-free; re-exported)
+from . import weights_io
 from .layout import report_path
 
 
@@ -69,7 +70,7 @@ class Mask(dict):
 
     def save(self, path: str, **meta) -> None:
         tmp = path + ".tmp"
-        torch.save({"masks": {k: v.cpu() for k, v in self.items()}, "meta": meta}, tmp)
+        torch.save({"packed": {k: weights_io.pack_bool(v.cpu()) for k, v in self.items()}, "meta": meta}, tmp)
         os.replace(tmp, path)
         with open(report_path(path), "w") as f:
             json.dump({**self.report(), "meta": meta}, f, indent=1)
@@ -78,7 +79,8 @@ class Mask(dict):
     def load(cls, path: str, model: nn.Module | None = None) -> "Mask":
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            mask = cls(blob["masks"])
+            mask = cls({k: weights_io.unpack_bool(v) for k, v in blob["packed"].items()} if "packed" in blob
+                       else blob["masks"])  # a bit per entry; files written before packing hold bool tensors
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
             raise MaskError(f"{path}: not a ticketlab mask file ({e})") from e
         if model is not None:

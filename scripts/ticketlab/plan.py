@@ -177,6 +177,34 @@ def analysis_inputs(spec: dict) -> dict:
     return spec_inputs(spec) if "run" not in spec else AnalysisJob.from_dict(spec).inputs()
 
 
+def job_group(cfg, rule: str, w) -> str | None:
+    """The cluster submission a job shares (its Snakemake `group`): a training job's own run (its run_key), and
+    the run whose weights a seconds-long job reads, so one submission trains a run and then makes the masks that
+    prune it (IMP level k+1 with the level-k run) and its analyses. None (a submission of its own) for jobs that
+    train (lth_iter's masks, trajectories), analyses that also read a reference run, and masks whose source mask
+    comes from another submission: a group that a path leaves and re-enters would depend on itself. Jobs that
+    read a run finished earlier are each a submission of their own (a group joins connected jobs only)."""
+    if rule == "dense":
+        return layout.run_key(dense_dir(w))
+    if rule == "retrain":
+        return layout.run_key(retrain_spec(cfg, w)["name"])
+    if rule == "mask":
+        m = mask_spec(cfg, w)
+        own = _run_of(m["weights"])
+        if m.get("cycle_recipe") or (m["source"] and own != job_group(cfg, "mask", layout.parse_mask(m["source"]))):
+            return None
+        return own
+    spec = analysis_spec(cfg, w.run, w.analysis)
+    return None if "run" not in spec or spec.get("reference") else _run_of(spec["weights"])
+
+
+def _run_of(path: str) -> str | None:
+    """The run (run_key) a weights file belongs to; None for files outside results/runs (a trajectory's)."""
+    run = os.path.dirname(path)
+    return layout.run_key(run) if run.startswith(layout.RUNS + "/") else None
+
+
+
 def artefact_runs(cfg, aid: str) -> list[dict]:
     """One row per (experiment, mask, seed, sparsity, variant[, replica]) the artefact needs, with the
     path of the file it reads: the run's summary.json (default), its metrics.csv or its mask's report
@@ -216,6 +244,31 @@ def artefact_runs(cfg, aid: str) -> list[dict]:
                                          "variant": v, "replica": k, "path": path,
                                          **({"arrays": arrays_path(path)} if arrays else {})})
     return rows
+
+
+def curve_runs(cfg) -> dict[str, list[str]]:
+    """experiment -> the runs (run_key, sorted) that the targeted artefacts show, whose training curves the report
+    draws (a figure per experiment: rule curves); artefacts that read only masks or other artefacts show none."""
+    out: dict[str, set] = {}
+    for aid in cfg.get("targets", cfg["artefacts"]):
+        a, kind = cfg["artefacts"][aid], entry("artefacts", cfg["artefacts"][aid]["kind"])
+        if kind["sources"] or kind["config_only"] or a.get("reads") == "mask":
+            continue
+        for r in artefact_runs(cfg, aid):
+            out.setdefault(r["experiment"], set()).add(layout.run_of_file(r["path"]))
+    return {e: sorted(runs) for e, runs in sorted(out.items())}
+
+
+def report_category(cfg, name: str) -> str:
+    """The report's category of an artefact or experiment: its paper (the id's prefix and the paper's title, as its
+    claims file gives it up to the authors), or "All papers" for the claims of every paper."""
+    prefix = name.split("_")[0]
+    if name == "claims":
+        return "All papers"
+    try:
+        return f"{prefix}: {claims.load(prefix)['paper'].split(' (')[0]}"
+    except (KeyError, claims.ClaimError):  # a prefix without a claim file
+        return prefix
 
 
 def artefact_job(cfg, aid: str) -> dict:

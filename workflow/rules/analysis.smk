@@ -1,7 +1,8 @@
 # Analyses of trained runs (Hessian, loss landscape, perturbation, activation sparsity), one cached
 # JSON per run and analysis; `trajectory` analyses re-train the run with monitors switched on, so
 # runs that no figure monitors train at full speed; kinds with arrays (predictions, flattened weights)
-# also write an .npz beside the JSON. {run} is the run's path under results/runs.
+# also write an .npz beside the JSON. {run} is the run's path under results/runs. On a cluster an analysis
+# shares the submission of the run it reads (plan.job_group); trajectories train and go on their own.
 rule analysis:
     input:
         unpack(lambda w: plan.analysis_inputs(_analysis_spec(w))),
@@ -14,11 +15,13 @@ rule analysis:
         spec=_analysis_spec,
     log:
         "results/logs/analysis/{run}/{analysis}.log",
+    group:
+        _group("analysis")
     threads: job_threads("analysis")
     resources:
         **job_resources("analysis"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/analyse.py"
 
@@ -36,11 +39,13 @@ rule analysis_arrays:
         spec=_analysis_spec,
     log:
         "results/logs/analysis/{run}/{analysis}.log",
+    group:
+        _group("analysis")
     threads: job_threads("analysis")
     resources:
         **job_resources("analysis"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/analyse.py"
 
@@ -64,6 +69,6 @@ rule trajectory:
     resources:
         **job_resources("train"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/trajectory.py"

@@ -3,7 +3,8 @@ rule table:
     input:
         unpack(_artefact_inputs),
     output:
-        csv=report("results/tables/{id}.csv", category="Tables", labels={"id": "{id}"}),
+        csv=report("results/tables/{id}.csv", caption="../report/artefact.rst", category=_category,
+                   subcategory="Tables", labels=_labels),
         md="results/tables/{id}.md",
     wildcard_constraints:
         id=_ids(plan.artefact_kinds("table")),
@@ -15,7 +16,7 @@ rule table:
     resources:
         **job_resources("artefact"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/make_artefact.py"
 
@@ -24,7 +25,8 @@ rule figure:
     input:
         unpack(_artefact_inputs),
     output:
-        png=report("results/figures/{id}.png", category="Figures", labels={"id": "{id}"}),
+        png=report("results/figures/{id}.png", caption="../report/artefact.rst", category=_category,
+                   subcategory="Figures", labels=_labels),
         pdf="results/figures/{id}.pdf",
         csv="results/figures/{id}.csv",
     wildcard_constraints:
@@ -37,7 +39,7 @@ rule figure:
     resources:
         **job_resources("artefact"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/make_artefact.py"
 
@@ -48,7 +50,8 @@ rule claims:
     input:
         unpack(_artefact_inputs),
     output:
-        csv=report("results/tables/{id}.csv", category="Claims", labels={"id": "{id}"}),
+        csv=report("results/tables/{id}.csv", caption="../report/claims.rst", category=_category,
+                   subcategory="Claims", labels=_labels),
         md="results/tables/{id}.md",
         rst="results/tables/{id}.rst",
     wildcard_constraints:
@@ -61,6 +64,29 @@ rule claims:
     resources:
         **job_resources("artefact"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/make_artefact.py"
+
+
+# The report's training curves: per experiment, loss and accuracy per epoch of every run its artefacts show.
+rule curves:
+    input:
+        metrics=lambda w: [f"{layout.RUNS}/{run}/{layout.METRICS}" for run in CURVES[w.experiment]],
+    output:
+        report(layout.curves_path("{experiment}"), caption="../report/curves.rst",
+               category=lambda w: plan.report_category(CFG, w.experiment), subcategory="Training curves",
+               labels={"experiment": "{experiment}"}),
+    wildcard_constraints:
+        experiment="|".join(CURVES) or "^$",
+    params:
+        job=lambda w: {"experiment": w.experiment, "runs": CURVES[w.experiment]},
+    log:
+        "results/logs/curves/{experiment}.log",
+    threads: job_threads("artefact")
+    resources:
+        **job_resources("artefact"),
+    conda:
+        "../envs/ticketlab.yaml"
+    script:
+        "../../scripts/make_curves.py"

@@ -2,7 +2,7 @@
 # and the functions the rule files call (snakemake --lint keeps functions out of the files with rules).
 import sys
 
-from ticketlab import plan
+from ticketlab import layout, plan
 from ticketlab.config import ConfigError, validate
 from ticketlab.devices import nvidia_gpu_visible
 
@@ -32,7 +32,7 @@ def wc(w):
 
 # What each job asks of the scheduler, per class of rules, from the config's `resources:` (the one place
 # that maps rules to classes): data = prepare_data; train = dense_*, retrain, trajectory; mask;
-# analysis; artefact = table, figure.
+# analysis; artefact = table, figure, claims, curves.
 def job_threads(cls):
     """Threads (torch threads; SLURM --cpus-per-task): resources.<cls>.cpus, default the top-level threads."""
     return CFG["resources"][cls].get("cpus", CFG["threads"])
@@ -57,10 +57,38 @@ def _local_gpu():
     return CFG["device"] == "cuda"
 
 
+# Whether this Snakemake submits its jobs (a cluster executor, or a dry run of one: `--jobs` with the SLURM
+# profile) rather than running them here. The executor is chosen after the Snakefile is parsed, so this reads
+# the job limit, which Snakemake keeps only for such runs (a local run's -j/--jobs is its cores).
+SUBMITS = workflow.resource_settings.nodes is not None
+
+
+# On a cluster, a job's `group` is the run it trains or reads (plan.job_group): one submission trains a run, then
+# makes the masks and analyses that read it. A submission asks for no more than the largest job of any class
+# (mem_mb and gpu are limits per submission: `local` scope), so Snakemake stacks a group's jobs in series until
+# they fit and adds up their runtimes, instead of asking for the sum of a dozen jobs' GPUs and memory at once.
+# Local runs ignore groups.
+def _group(rule, recipe=None):
+    if recipe is not None:
+        return lambda w: plan.job_group(CFG, rule, plan.W(recipe=recipe, **dict(w.items())))
+    return lambda w: plan.job_group(CFG, rule, wc(w))
+
+
+resource_scopes:
+    gpu="local",
+
+
+if SUBMITS:
+    _classes = [r for cls, r in CFG["resources"].items() if cls != "gpu_share"]
+    for _name, _key in (("mem_mb", "mem_mb"), ("gpu", "gpus")):
+        if _name not in workflow.global_resources and max(r[_key] for r in _classes) > 0:
+            workflow.register_resource(_name, max(r[_key] for r in _classes))
+
+
 # A local run on a GPU: at most resources.gpu_share GPU jobs share it at a time (each takes
 # gpu_slot=1); `--resources gpu_slot=N` (command line or profile) takes precedence. Cluster runs
-# declare no pool, so every job is submitted with its own GPU request.
-if workflow.local_exec and "gpu_slot" not in workflow.global_resources and _local_gpu():
+# declare no pool, so every job is submitted with its own GPU request (a login node with a GPU included).
+if not SUBMITS and "gpu_slot" not in workflow.global_resources and _local_gpu():
     workflow.register_resource("gpu_slot", CFG["resources"]["gpu_share"])
 
 
@@ -92,3 +120,16 @@ def _artefact_inputs(w):
 
 def _artefact_job(w):
     return plan.artefact_job(CFG, w.id)
+
+
+# The report: each artefact under its paper (subcategories tables, figures, claims, training curves), captioned
+# from its config entry (report/artefact.rst); the runs of the training curves, per experiment.
+def _category(w):
+    return plan.report_category(CFG, w.id)
+
+
+def _labels(w):
+    return {"id": w.id, "title": CFG["artefacts"][w.id].get("title", "")}
+
+
+CURVES = plan.curve_runs(CFG)

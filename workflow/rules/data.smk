@@ -10,6 +10,6 @@ rule prepare_data:
     resources:
         **job_resources("data"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/prepare_data.py"

@@ -12,10 +12,12 @@ for _recipe in CFG["recipes"]:
             spec=_dense_spec(_recipe),
         log:
             f"results/logs/runs/{{dataset}}/{{model}}/{_recipe}/seed{{seed}}/dense.log",
+        group:
+            _group("dense", _recipe)
         threads: job_threads("train")
         resources:
             **job_resources("train"),
         conda:
-            "../../envs/ticketlab.yaml"
+            "../envs/ticketlab.yaml"
         script:
             "../../scripts/train.py"

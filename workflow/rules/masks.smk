@@ -9,10 +9,12 @@ rule mask:
         spec=lambda w: plan.mask_spec(CFG, wc(w)),
     log:
         "results/logs/masks/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}.log",
+    group:
+        _group("mask")
     threads: job_threads("mask")
     resources:
         **job_resources("mask"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/make_mask.py"

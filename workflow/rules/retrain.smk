@@ -10,10 +10,12 @@ rule retrain:
         spec=lambda w: plan.retrain_spec(CFG, wc(w)),
     log:
         "results/logs/runs/{dataset}/{model}/{recipe}/seed{seed}/{mask}/s{sparsity}/{variant}.log",
+    group:
+        _group("retrain")
     threads: job_threads("train")
     resources:
         **job_resources("train"),
     conda:
-        "../../envs/ticketlab.yaml"
+        "../envs/ticketlab.yaml"
     script:
         "../../scripts/train.py"

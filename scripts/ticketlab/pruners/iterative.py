@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 
-import torch
 
+from .. import weights_io
 from ..defaults import FAST_DEFAULTS
 from ..layout import FINAL, SUMMARY
 from ..masks import Mask, MaskError, PruneContext, magnitude_prune
@@ -68,7 +68,7 @@ def lth_iter_mask(ctx: PruneContext) -> Mask:
     mask = None
     for c in range(1, cycles + 1):
         run = cycle_spec(spec, workdir, c)
-        state = torch.load(_trained(run, run["name"]), map_location="cpu", weights_only=True)
+        state = weights_io.load(_trained(run, run["name"]))
         missing = [k for k in ctx.weights if k not in state]
         if missing:
             raise MaskError(f"lth_iter: cycle {c}'s final.pt lacks the weights {missing[:5]}")

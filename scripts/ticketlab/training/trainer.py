@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from .. import layout
+from .. import layout, weights_io
 from ..specs import Recipe, RunSpec, SpecError
 from .. import tweaks as tweak_registry
 from ..masks import Mask
@@ -213,7 +213,7 @@ class Run:
             if export:
                 for t in self.tweaks:
                     state = t.export(state)
-            atomic_save(state, self.path(name))
+            atomic_save(weights_io.pack(state), self.path(name))  # a pruned run's by its non-zero entries
         return state
 
     def train_epoch(self) -> tuple[float, float]:

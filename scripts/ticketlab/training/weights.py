@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from .. import tweaks as tweak_registry
+from .. import weights_io
 from ..masks import Mask
 from ..models import build_model
 from ..small_dense import matched_kwargs
@@ -38,9 +39,9 @@ def architecture(model: dict, data: Data):
 def load_weights(model, path: str, allow_missing_extra: bool = True) -> None:
     """Load a state dict; keys the file lacks are allowed only for tweak-added (extra) modules."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = weights_io.load(path)  # packed (a pruned run's) or plain
         missing, unexpected = model.load_state_dict(state, strict=False)
-    except (RuntimeError, OSError, KeyError) as e:
+    except (RuntimeError, OSError, KeyError, ValueError) as e:
         raise TrainingError(f"{path}: weights do not fit the model ({str(e).strip()[:500]})") from e
     extra = {f"{m}." for m, mod in model.named_modules() if getattr(mod, "ticketlab_extra", False)}
     bad = [k for k in missing if not (allow_missing_extra and any(k.startswith(e) for e in extra))]
