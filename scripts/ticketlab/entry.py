@@ -1,5 +1,5 @@
 """The rules' `script:` entry point: scripts/<job>.py calls main(snakemake, job=<kind>), which describes the
-job (a plain, picklable dict: its inputs and outputs as the rule names them) and runs it (jobs.run_job) in a
+job (a plain dict of JSON values: its inputs and outputs as the rule names them) and runs it (jobs.run_job) in a
 child of the local job server, which keeps torch imported (ticketlab.jobserver), or here when the server is off
 or out of reach."""
 from __future__ import annotations

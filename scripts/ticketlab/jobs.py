@@ -1,6 +1,6 @@
 """What each Snakemake job does, callable from tests and, through run_job, from the rules' entry points
-(scripts/*.py -> ticketlab.entry, in the job server's children or directly). A job is described by a plain,
-picklable dict (entry.describe): its kind (one of JOBS, named by the rule's entry script), params, inputs and
+(scripts/*.py -> ticketlab.entry, in the job server's children or directly). A job is described by a plain
+dict of JSON values (entry.describe): its kind (one of JOBS, named by the rule's entry script), params, inputs and
 outputs (named as the rule names them), log and threads. A job reads the files the rule passes it (its
 input), never the paths written in its params: those are its identity (Snakemake's re-run trigger), and under
 a module prefix or a storage plugin the files are elsewhere."""

@@ -12,6 +12,10 @@ it), and a job whose client disappears is sent SIGTERM. Jobs run directly, witho
 TICKETLAB_JOB_SERVER=0, under a cluster scheduler (SLURM_JOB_ID set: one job per allocation gains
 nothing), or when the server cannot be reached.
 
+Only the user who started it can use it: the socket lives in a directory only its owner can enter (0700) and is
+itself 0600 whatever the umask; both ends check the other's uid (SO_PEERCRED) and drop a connection from anyone
+else; and messages are JSON, which carries data only (never pickle, whose loading runs code).
+
 A server runs the package's code as it was when the server started; when any of the package's files has
 changed since (a tweak edited between two runs), it answers the next job with "restart", removes its
 socket and exits, and the client starts a new server, so a job never runs stale code.
@@ -22,8 +26,8 @@ children start as clean as a new process (CUDA may only be initialised in them).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
-import pickle
 import signal
 import socket
 import socketserver
@@ -45,18 +49,53 @@ def enabled() -> bool:
     return os.environ.get("TICKETLAB_JOB_SERVER", "1") != "0" and "SLURM_JOB_ID" not in os.environ
 
 
+MAX_MESSAGE = 1 << 30  # bytes: a job description is kilobytes; a length beyond this is not one of ours
+
+
 def socket_path(workdir: str = ".") -> str:
-    return os.path.join(workdir, ".snakemake", "ticketlab-jobs.sock")
+    return os.path.join(workdir, ".snakemake", "ticketlab-jobs", "jobs.sock")
+
+
+class Refused(ConnectionError):
+    """The other end of the socket is not this user's, or sent something that is not a message of ours."""
+
+
+def _private_dir(path: str) -> str:
+    """The socket's directory, made (or kept) this user's alone: 0700, owned by us, a directory, not a link."""
+    d = os.path.dirname(path)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    st = os.lstat(d)
+    if not os.path.isdir(d) or os.path.islink(d) or st.st_uid != os.getuid():
+        raise Refused(f"{d}: not a directory of this user's (uid {os.getuid()}); the job server will not use it")
+    if st.st_mode & 0o077:
+        os.chmod(d, 0o700)
+    return d
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
+    return struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
+
+
+def _check_peer(conn: socket.socket) -> None:
+    uid = peer_uid(conn)
+    if uid != os.getuid():
+        raise Refused(f"the other end of the job server's socket runs as uid {uid}, not {os.getuid()}")
 
 
 def _send(conn: socket.socket, obj) -> None:
-    data = pickle.dumps(obj)
+    data = json.dumps(obj).encode()
     conn.sendall(struct.pack("!Q", len(data)) + data)
 
 
 def _recv(conn: socket.socket):
-    head = _recv_exact(conn, 8)
-    return pickle.loads(_recv_exact(conn, struct.unpack("!Q", head)[0]))
+    n = struct.unpack("!Q", _recv_exact(conn, 8))[0]
+    if n > MAX_MESSAGE:
+        raise Refused(f"a message of {n} bytes is not one of the job server's")
+    try:
+        return json.loads(_recv_exact(conn, n))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Refused(f"not a job server message ({e})") from e
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
@@ -76,6 +115,7 @@ def submit(job: dict, workdir: str = ".") -> int:
     exit status."""
     for _ in range(3):
         conn = _connect(socket_path(workdir))
+        _check_peer(conn)  # a socket someone else planted gets neither our environment nor our job
         try:
             _send(conn, {"job": job, "env": dict(os.environ), "cwd": os.getcwd()})
             pid = _recv(conn)
@@ -116,7 +156,7 @@ def _connect(path: str) -> socket.socket:
 
 def _start(path: str) -> None:
     """Start a server unless another client is starting one (a lock beside the socket decides)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _private_dir(path)
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -129,7 +169,7 @@ def _start(path: str) -> None:
             probe.close()
         if os.path.exists(path):
             os.remove(path)  # a dead server's socket
-        log = open(os.path.join(os.path.dirname(path), "ticketlab-jobs.log"), "a")
+        log = open(os.path.join(os.path.dirname(path), "server.log"), "a")
         # the server imports this copy of the package, installed or not (a job's Python may have no ticketlab)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.path.dirname(PACKAGE),
                                                                        os.environ.get("PYTHONPATH")) if p))
@@ -145,16 +185,21 @@ def _start(path: str) -> None:
 
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self):  # in the forked child
-        msg = _recv(self.request)
+        try:
+            msg = _recv(self.request)
+            job, env, cwd = msg["job"], dict(msg["env"]), str(msg["cwd"])
+        except (Refused, OSError, KeyError, TypeError, ValueError) as e:
+            print(f"refused a message: {e}", file=sys.stderr, flush=True)
+            return
         os.environ.clear()
-        os.environ.update(msg["env"])
-        os.chdir(msg["cwd"])
+        os.environ.update(env)
+        os.chdir(cwd)
         _send(self.request, os.getpid())
         done = threading.Event()
         _watch_client(self.request, done)
         from .jobs import run_job
         try:
-            run_job(msg["job"])
+            run_job(job)
             status = 0
         except SystemExit as e:  # e.g. 143 after a SIGTERM checkpoint
             status = e.code if isinstance(e.code, int) else 1
@@ -184,9 +229,24 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     block_on_close = False
 
     def __init__(self, path, code):
-        super().__init__(path, _Handler)
+        _private_dir(path)
+        umask = os.umask(0o177)  # the socket is created 0600, whatever the user's umask (restored for the jobs)
+        try:
+            super().__init__(path, _Handler)
+        finally:
+            os.umask(umask)
+        os.chmod(path, 0o600)
         self.path, self.code, self.stale = path, code, False
         self.last = time.time()
+
+    def verify_request(self, request, client_address) -> bool:
+        """Only this user's processes are served; anyone else's connection is closed unread."""
+        try:
+            _check_peer(request)
+            return True
+        except (Refused, OSError) as e:
+            print(f"refused a connection: {e}", file=sys.stderr, flush=True)
+            return False
 
     def process_request(self, request, client_address):
         self.last = time.time()

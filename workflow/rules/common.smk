@@ -59,7 +59,8 @@ def _local_gpu():
 
 # Whether this Snakemake submits its jobs (a cluster executor, or a dry run of one: `--jobs` with the SLURM
 # profile) rather than running them here. The executor is chosen after the Snakefile is parsed, so this reads
-# the job limit, which Snakemake keeps only for such runs (a local run's -j/--jobs is its cores).
+# the job limit, which Snakemake keeps only for such runs (a local run's -j/--jobs is its cores; a local run given
+# both --cores and --jobs is taken for a submitting one: its jobs then also share the per-submission limits).
 SUBMITS = workflow.resource_settings.nodes is not None
 
 

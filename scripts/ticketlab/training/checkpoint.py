@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 
 import torch
 
@@ -45,7 +46,17 @@ def write(run, within: dict | None = None) -> None:
 def resume(run, callback_state: dict) -> bool:
     """Load run.ckpt_path into the freshly built run when it was written for the same spec (else remove it);
     the callbacks' states go to `callback_state`. Returns whether the run resumed."""
-    ck = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(run.ckpt_path, map_location="cpu", weights_only=False)
+        missing = {"hash", "model", "opt", "rng", "rows", "epoch", "log"} - set(ck)
+        if missing:
+            raise ValueError(f"no {sorted(missing)}")
+    except Exception as e:  # noqa: BLE001 - truncated, garbage or foreign: any unreadable checkpoint is set aside
+        aside = f"{run.ckpt_path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        os.replace(run.ckpt_path, aside)
+        run.log(f"[{run.name}] warning: {run.ckpt_path} is unreadable ({str(e).strip()[:200]}); set aside as "
+                f"{os.path.basename(aside)}, starting afresh")
+        return False
     if ck["hash"] != run.hash:
         run.log(f"[{run.name}] checkpoint.pt was written for other settings; starting afresh")
         os.remove(run.ckpt_path)

@@ -40,8 +40,12 @@ def load_weights(model, path: str, allow_missing_extra: bool = True) -> None:
     """Load a state dict; keys the file lacks are allowed only for tweak-added (extra) modules."""
     try:
         state = weights_io.load(path)  # packed (a pruned run's) or plain
+    except Exception as e:  # noqa: BLE001 - truncated or garbage (an NFS hiccup, a hand edit): name the file
+        raise TrainingError(f"{path}: not a readable weight file ({type(e).__name__}: {str(e).strip()[:300]}); "
+                            "delete it and Snakemake re-runs the job that writes it") from e
+    try:
         missing, unexpected = model.load_state_dict(state, strict=False)
-    except (RuntimeError, OSError, KeyError, ValueError) as e:
+    except (RuntimeError, KeyError, ValueError, AttributeError) as e:
         raise TrainingError(f"{path}: weights do not fit the model ({str(e).strip()[:500]})") from e
     extra = {f"{m}." for m, mod in model.named_modules() if getattr(mod, "ticketlab_extra", False)}
     bad = [k for k in missing if not (allow_missing_extra and any(k.startswith(e) for e in extra))]
