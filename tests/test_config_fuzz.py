@@ -1,6 +1,7 @@
 """Config fuzzing: random mutations of the demo and paper configurations (deleted keys, wrong types, numbers out
 of range, unknown names, YAML's surprising scalars) either validate, and then plan, or fail with a ConfigError
-that names the key: never another exception."""
+that names the key: never another exception. 15 mutations per configuration here, for the quick loop;
+a counting run of the same strategy over more is in the issue 17 note."""
 import copy
 
 import pytest
@@ -55,7 +56,7 @@ def _mutate(cfg, data):
 
 
 @pytest.mark.parametrize("base", sorted(BASES))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)
 @given(data=st.data())
 def test_a_mutated_config_validates_or_names_the_key(base, data):
     cfg = copy.deepcopy(BASES[base])

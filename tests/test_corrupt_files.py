@@ -17,29 +17,36 @@ def _spec(data):
     return {**tiny_spec(data), "recipe": {**tiny_spec(data)["recipe"], "epochs": 2}}
 
 
+@pytest.fixture(scope="module")
+def straight(digits_npz, tmp_path_factory):
+    """An uninterrupted run, trained once for the module."""
+    out = tmp_path_factory.mktemp("straight")
+    run(_spec(digits_npz), str(out))
+    return out
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
-def test_a_corrupt_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path, digits_npz, damage):
+def test_a_corrupt_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path, digits_npz, straight, damage):
     spec = _spec(digits_npz)
-    run(spec, str(tmp_path / "straight"))
     out = tmp_path / "damaged"
     out.mkdir()
-    real = (tmp_path / "straight" / "final.pt").read_bytes()
+    real = (straight / "final.pt").read_bytes()
     (out / "checkpoint.pt").write_bytes({"garbage": os.urandom(300), "truncated": real[: len(real) // 2],
                                          "empty": b""}[damage])
     said = []
     Run(spec, str(out), log=said.append).run()
-    assert same_weights(tmp_path / "straight" / "final.pt", out / "final.pt")
+    assert same_weights(straight / "final.pt", out / "final.pt")
     aside = glob.glob(str(out / "checkpoint.pt.corrupt-*"))
     assert len(aside) == 1 and not (out / "checkpoint.pt").exists()
     assert any("checkpoint.pt is unreadable" in s and "starting afresh" in s for s in said), said
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_an_unreadable_weight_file_names_itself(tmp_path, digits_npz, damage):
+def test_an_unreadable_weight_file_names_itself(tmp_path, digits_npz, straight, damage):
     spec = _spec(digits_npz)
-    run(spec, str(tmp_path / "r"))
-    final = tmp_path / "r" / "final.pt"
-    final.write_bytes(os.urandom(200) if damage == "garbage" else final.read_bytes()[:500])
+    final = tmp_path / "final.pt"
+    real = (straight / "final.pt").read_bytes()
+    final.write_bytes(os.urandom(200) if damage == "garbage" else real[:500])
     model = architecture(spec["model"], Data(digits_npz, torch.device("cpu")))
     with pytest.raises(TrainingError, match=rf"{final}: not a readable weight file"):
         load_weights(model, str(final))
